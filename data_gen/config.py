@@ -104,9 +104,7 @@ def _build_section(cls: type, values: dict[str, Any], source: str, section: str)
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(known))
     if unknown:
-        raise ConfigError(
-            f"{source}: unknown key(s) {unknown} in [{section}]; allowed keys are {sorted(known)}."
-        )
+        raise ConfigError(f"{source}: unknown key(s) {unknown} in [{section}]; allowed keys are {sorted(known)}.")
     converted = {}
     for name, value in values.items():
         default = getattr(cls(), name)
@@ -198,14 +196,20 @@ def validate_config(config: ExperimentConfig, source: str = "<config>") -> None:
     t, p, s = config.training, config.probe, config.synthetic
     _require(t.task in TASKS, source, f"training.task = {t.task!r} is not registered; known tasks: {sorted(TASKS)}.")
     _require(len(t.hidden) >= 1, source, "training.hidden is empty; give at least one hidden width.")
-    _require(all(isinstance(h, int) and h >= 1 for h in t.hidden), source,
-             f"training.hidden = {list(t.hidden)} must hold positive integers.")
+    _require(
+        all(isinstance(h, int) and h >= 1 for h in t.hidden),
+        source,
+        f"training.hidden = {list(t.hidden)} must hold positive integers.",
+    )
     _require(len(set(t.hidden)) == len(t.hidden), source, f"training.hidden = {list(t.hidden)} has duplicates.")
     _require(t.seeds >= 1, source, f"training.seeds = {t.seeds} must be >= 1.")
     _require(t.epochs >= 1, source, f"training.epochs = {t.epochs} must be >= 1.")
     _require(t.snapshot_every >= 1, source, f"training.snapshot_every = {t.snapshot_every} must be >= 1 epoch.")
-    _require(t.optimizer == "sgd_momentum", source,
-             f"training.optimizer = {t.optimizer!r} is not implemented; use 'sgd_momentum'.")
+    _require(
+        t.optimizer == "sgd_momentum",
+        source,
+        f"training.optimizer = {t.optimizer!r} is not implemented; use 'sgd_momentum'.",
+    )
     _require(t.learning_rate > 0, source, f"training.learning_rate = {t.learning_rate} must be > 0.")
     _require(0 <= t.momentum < 1, source, f"training.momentum = {t.momentum} must be in [0, 1).")
     _require(t.init_scale > 0, source, f"training.init_scale = {t.init_scale} must be > 0.")
@@ -213,16 +217,28 @@ def validate_config(config: ExperimentConfig, source: str = "<config>") -> None:
     _require(t.dtype in ("float32", "float64"), source, f"training.dtype = {t.dtype!r}; use 'float32' or 'float64'.")
 
     _require(p.threshold > 0, source, f"probe.threshold = {p.threshold} must be > 0.")
-    _require(0 < p.alpha < 1, source,
-             f"probe.alpha = {p.alpha} must be in (0, 1); with alpha >= 1 no load is dissipated "
-             "and a relaxation need not end.")
+    _require(
+        0 < p.alpha < 1,
+        source,
+        f"probe.alpha = {p.alpha} must be in (0, 1); with alpha >= 1 no load is dissipated "
+        "and a relaxation need not end.",
+    )
     _require(p.topology in TOPOLOGIES, source, f"probe.topology = {p.topology!r}; choose one of {list(TOPOLOGIES)}.")
-    _require(p.mean_degree >= 2 and p.mean_degree % 2 == 0, source,
-             f"probe.mean_degree = {p.mean_degree} must be an even integer >= 2.")
-    _require(0 <= p.rewire_probability <= 1, source,
-             f"probe.rewire_probability = {p.rewire_probability} must be in [0, 1].")
+    _require(
+        p.mean_degree >= 2 and p.mean_degree % 2 == 0,
+        source,
+        f"probe.mean_degree = {p.mean_degree} must be an even integer >= 2.",
+    )
+    _require(
+        0 <= p.rewire_probability <= 1, source, f"probe.rewire_probability = {p.rewire_probability} must be in [0, 1]."
+    )
     _require(p.max_sweeps >= 1, source, f"probe.max_sweeps = {p.max_sweeps} must be >= 1.")
     unknown = [name for name in s.topologies if name not in TOPOLOGIES]
-    _require(not unknown, source, f"synthetic.topologies has unknown name(s) {unknown}; choose from {list(TOPOLOGIES)}.")
-    _require(config.sweep.seeds_per_shard >= 1, source,
-             f"sweep.seeds_per_shard = {config.sweep.seeds_per_shard} must be >= 1.")
+    _require(
+        not unknown, source, f"synthetic.topologies has unknown name(s) {unknown}; choose from {list(TOPOLOGIES)}."
+    )
+    _require(
+        config.sweep.seeds_per_shard >= 1,
+        source,
+        f"sweep.seeds_per_shard = {config.sweep.seeds_per_shard} must be >= 1.",
+    )

@@ -98,7 +98,9 @@ def _probe_on(snapshots: np.ndarray, topology: str, config: ExperimentConfig) ->
     )
 
 
-def synthetic_snapshots(config: ExperimentConfig, hidden: int, run: int, topology: str, shape: tuple[int, int]) -> np.ndarray:
+def synthetic_snapshots(
+    config: ExperimentConfig, hidden: int, run: int, topology: str, shape: tuple[int, int]
+) -> np.ndarray:
     """I.i.d. standard Gaussian snapshots paired with one run's real ones on one topology."""
     stream = [config.sweep.seed, hidden, run, SYNTHETIC_STREAM, TOPOLOGIES.index(topology)]
     return np.random.default_rng(stream).standard_normal(shape)
@@ -152,9 +154,7 @@ def compute_shard(config: ExperimentConfig, shard: Shard, folder: Path) -> Shard
 
     # 3. Write the shard atomically; its attributes tie it to this configuration.
     metrics = {name: result.metrics[name][None] for name in METRICS}
-    training = training_dataset(
-        [hidden], [n_params], runs, config.training.epochs, metrics, result.grok_epoch[None]
-    )
+    training = training_dataset([hidden], [n_params], runs, config.training.epochs, metrics, result.grok_epoch[None])
     merged_columns = {name: np.concatenate(parts) for name, parts in columns.items()}
     avalanches = avalanche_dataset(merged_columns, clusters if config.probe.record_clusters else None)
     attrs = {"config_hash": config_hash(config), "shard": shard.name}
@@ -185,7 +185,11 @@ def _run_pending(pending: list[Shard], config: ExperimentConfig, folder: Path, c
     def report(stats: ShardStats) -> None:
         bar.update(1)
         log.info(
-            "shard %s done in %.1f s: %d snapshots, %d invalid", stats.name, stats.seconds, stats.snapshots, stats.invalid
+            "shard %s done in %.1f s: %d snapshots, %d invalid",
+            stats.name,
+            stats.seconds,
+            stats.snapshots,
+            stats.invalid,
         )
 
     if client is None:
@@ -214,9 +218,12 @@ def dask_client(workers: int | None, scheduler: str | None):
             yield client
         return
     log.info("starting a Dask LocalCluster with %d worker processes on 127.0.0.1", workers)
-    with LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
-    ) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         yield client
 
 
@@ -291,7 +298,12 @@ def run_sweep(
     shards = plan_shards(config)
     log.info(
         "start: preset %s, %d scales x %d seeds, %d epochs, %d shards -> %s",
-        config.name, len(config.training.hidden), config.training.seeds, config.training.epochs, len(shards), out,
+        config.name,
+        len(config.training.hidden),
+        config.training.seeds,
+        config.training.epochs,
+        len(shards),
+        out,
     )
 
     # Resume decision: reuse only shard files that are complete and match this configuration.
@@ -307,10 +319,20 @@ def run_sweep(
                 log.info("resume: recomputing %s because it is %s", path.name, reason)
         pending.append(shard)
     if resume:
-        log.info("resume: %d of %d shards complete, %d to compute", len(shards) - len(pending), len(shards), len(pending))
+        log.info(
+            "resume: %d of %d shards complete, %d to compute", len(shards) - len(pending), len(shards), len(pending)
+        )
 
-    with tqdm(total=len(shards), initial=len(shards) - len(pending), desc="train + probe", unit="shard",
-              disable=not progress) as bar, dask_client(workers, scheduler) as client:
+    with (
+        tqdm(
+            total=len(shards),
+            initial=len(shards) - len(pending),
+            desc="train + probe",
+            unit="shard",
+            disable=not progress,
+        ) as bar,
+        dask_client(workers, scheduler) as client,
+    ):
         _run_pending(pending, config, folder, client, bar)
 
     training, avalanches = merge_shards(config, shards, folder)
