@@ -42,11 +42,11 @@ class TrainingConfig:
     epochs: int = 300  # full-batch gradient steps per run
     snapshot_every: int = 2  # epochs between gradient snapshots, starting at epoch 0
     optimizer: str = "sgd_momentum"  # only heavy-ball SGD is implemented
-    learning_rate: float = 0.08
+    learning_rate: float = 0.1
     momentum: float = 0.9
     init_scale: float = 0.3  # weights ~ N(0, (init_scale)^2 / fan_in); biases start at 0
     activation: str = "tanh"  # "tanh" or "relu"
-    dtype: str = "float64"  # "float32" or "float64" for parameters and gradients
+    dtype: str = "float32"  # "float32" or "float64" for parameters, gradients and snapshots
 
 
 @dataclass(frozen=True)

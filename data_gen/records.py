@@ -91,7 +91,9 @@ def _encoding(dataset: xr.Dataset) -> dict[str, dict]:
         if variable.size == 0:
             encoding[name] = {}
             continue
-        chunks = tuple(min(size, CHUNK_LIMITS.get(dim, size)) for dim, size in zip(variable.dims, variable.shape))
+        chunks = tuple(
+            min(size, CHUNK_LIMITS.get(dim, size)) for dim, size in zip(variable.dims, variable.shape, strict=True)
+        )
         encoding[name] = {**COMPRESSION, "chunksizes": chunks}
     return encoding
 

@@ -272,13 +272,23 @@ def file_attributes(config: ExperimentConfig) -> dict[str, str]:
 def summarise(training: xr.Dataset, avalanches: xr.Dataset) -> str:
     """One line: runs, fraction grokked per scale, snapshots probed and invalid snapshots."""
     grokked = (training["grok_epoch"] >= 0).mean("seed").values
-    per_scale = ", ".join(f"h={h}: {fraction:.2f}" for h, fraction in zip(training["h"].values, grokked))
+    per_scale = ", ".join(f"h={h}: {fraction:.2f}" for h, fraction in zip(training["h"].values, grokked, strict=True))
     invalid = int((avalanches["valid"] == 0).sum())
     runs = training.sizes["scale"] * training.sizes["seed"]
     return (
         f"{runs} runs; fraction grokked per scale [{per_scale}]; "
         f"{avalanches.sizes['snapshot']} snapshots probed; {invalid} invalid"
     )
+
+
+def _finished_earlier(out: Path, config: ExperimentConfig) -> bool:
+    if not out.is_file():
+        return False
+    try:
+        with xr.open_datatree(out, engine="netcdf4") as tree:
+            return tree.attrs.get("config_hash") == config_hash(config)
+    except (OSError, ValueError, RuntimeError):
+        return False
 
 
 def run_sweep(
@@ -305,6 +315,17 @@ def run_sweep(
         len(shards),
         out,
     )
+
+    if resume and _finished_earlier(out, config):
+        log.info("resume: %s is already complete for this configuration; nothing to do", out)
+        return out
+    leftovers = sorted(folder.glob("shard-*.nc"))
+    if leftovers and not resume:
+        log.info(
+            "found %d shard files of an earlier run in %s; recomputing them (pass --resume to reuse)",
+            len(leftovers),
+            folder,
+        )
 
     # Resume decision: reuse only shard files that are complete and match this configuration.
     pending = []

@@ -52,7 +52,7 @@ def test_ragged_clusters_round_trip(tmp_path):
     reopened = cluster_sizes(tree["avalanches"].to_dataset())
 
     assert [len(c) for c in reopened] == [0, 3, 1500, 1]
-    for expected, actual in zip(lists, reopened):
+    for expected, actual in zip(lists, reopened, strict=True):
         np.testing.assert_array_equal(actual, expected)
     assert tree["avalanches"]["cluster_count"].attrs["sample_dimension"] == "cluster"
 

@@ -98,3 +98,15 @@ def test_dask_paths_match_in_process(tiny_config, tmp_path):
             tiny_config, tmp_path / "scheduler.nc", scheduler=cluster.scheduler_address, progress=False
         )
     assert_same_records(in_process, on_scheduler)
+
+
+def test_resume_of_finished_file_computes_nothing(tiny_config, tmp_path, monkeypatch):
+    out = run_sweep(tiny_config, tmp_path / "done.nc", progress=False)
+    before = out.read_bytes()
+
+    def fail(*args):
+        raise AssertionError("a shard was recomputed")
+
+    monkeypatch.setattr(sweep, "compute_shard", fail)
+    run_sweep(tiny_config, out, resume=True, progress=False)
+    assert out.read_bytes() == before

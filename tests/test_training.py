@@ -15,7 +15,7 @@ from data_gen.training import first_solved_epoch, gini, init_parameters, loss_an
 
 def autograd_loss(theta_row: torch.Tensor, task: Task, hidden: int, activation: str) -> torch.Tensor:
     d = task.n_inputs
-    w1 = theta_row[: hidden * d].view(hidden, d)
+    w1 = theta_row[: hidden * d].view(d, hidden).T
     b1 = theta_row[hidden * d : hidden * d + hidden]
     w2 = theta_row[hidden * d + hidden : hidden * d + 2 * hidden]
     b2 = theta_row[-1]
@@ -33,7 +33,7 @@ def autograd_loss(theta_row: torch.Tensor, task: Task, hidden: int, activation: 
 def test_gradient_matches_autograd(activation):
     task = get_task("xor")
     hidden = 7
-    config = dataclasses.replace(TrainingConfig(), init_scale=1.5)
+    config = dataclasses.replace(TrainingConfig(), init_scale=1.5, dtype="float64")
     theta = init_parameters(task, hidden, np.arange(5), config, root_seed=3)
     theta[:, hidden * 2 : hidden * 3] = torch.randn(5, hidden, dtype=theta.dtype)  # non-zero biases
 
