@@ -22,6 +22,7 @@ on the number of threads. This module imports no PyMC and no analysis code.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -32,6 +33,7 @@ from data_gen.graphs import Graph
 INVALID_REASONS = ("none", "all_zero", "non_finite", "sweep_limit")
 REASON_CODE = {name: code for code, name in enumerate(INVALID_REASONS)}
 UNRELAXED = -1  # size, area, duration and n_initial of a snapshot that was not relaxed
+VALID, ALL_ZERO, NON_FINITE, SWEEP_LIMIT = (REASON_CODE[name] for name in INVALID_REASONS)
 
 
 @dataclass
@@ -63,112 +65,173 @@ def check_probe_parameters(threshold: float, alpha: float, max_sweeps: int) -> N
         raise ValueError(f"max_sweeps = {max_sweeps} is invalid; it must be >= 1.")
 
 
+class _Scratch(NamedTuple):
+    """Per-thread work arrays of length N, reused across the snapshots of one chunk."""
+
+    load: np.ndarray  # float64
+    incoming: np.ndarray  # float64, all zero between sweeps
+    share: np.ndarray  # float64, load sent to each neighbour by the k-th active node
+    toppled: np.ndarray  # bool, reset after each snapshot
+    touched: np.ndarray  # bool, all False between sweeps
+    active: np.ndarray  # int64, nodes that topple in this sweep
+    candidates: np.ndarray  # int64, nodes that received load in this sweep
+    toppled_nodes: np.ndarray  # int64, distinct toppled nodes in order of first toppling
+    queue: np.ndarray  # int64, breadth-first search queue for clusters
+
+
+@numba.njit(cache=True)
+def _new_scratch(n_nodes):  # pragma: no cover - compiled
+    return _Scratch(
+        np.empty(n_nodes),
+        np.zeros(n_nodes),
+        np.empty(n_nodes),
+        np.zeros(n_nodes, np.bool_),
+        np.zeros(n_nodes, np.bool_),
+        np.empty(n_nodes, np.int64),
+        np.empty(n_nodes, np.int64),
+        np.empty(n_nodes, np.int64),
+        np.empty(n_nodes, np.int64),
+    )
+
+
+@numba.njit(cache=True)
+def _place_load(snapshot, permutation, load):  # pragma: no cover - compiled
+    """Write |g_i| / mean|g| to load[permutation[i]]; return the invalid-reason code."""
+    n_nodes = len(snapshot)
+    total = 0.0
+    for i in range(n_nodes):
+        value = float(snapshot[i])
+        if not np.isfinite(value):
+            return NON_FINITE
+        total += abs(value)
+    if total == 0.0:
+        return ALL_ZERO
+    mean = total / n_nodes
+    for i in range(n_nodes):
+        load[permutation[i]] = abs(float(snapshot[i])) / mean
+    return VALID
+
+
+@numba.njit(cache=True)
+def _relax_one(scratch, indptr, indices, threshold, alpha, max_sweeps):  # pragma: no cover - compiled
+    """Relax scratch.load in place; return (size, area, duration, n_initial, capped)."""
+    load, incoming, share = scratch.load, scratch.incoming, scratch.share
+    toppled, touched = scratch.toppled, scratch.touched
+    active, candidates, toppled_nodes = scratch.active, scratch.candidates, scratch.toppled_nodes
+
+    n_active = 0
+    for i in range(len(load)):
+        if load[i] >= threshold:
+            active[n_active] = i
+            n_active += 1
+    n_initial = n_active
+
+    sweeps, size, area, capped = 0, 0, 0, False
+    while n_active > 0:
+        if sweeps == max_sweeps:
+            capped = True
+            break
+
+        # Every active node topples on the loads of the previous sweep. Ascending node order
+        # sums incoming load in the same order as a plain node-by-node loop.
+        active[:n_active].sort()
+        for k in range(n_active):
+            i = active[k]
+            degree = indptr[i + 1] - indptr[i]
+            share[k] = alpha * load[i] / degree if degree > 0 else 0.0
+            load[i] = 0.0
+            size += 1
+            if not toppled[i]:
+                toppled[i] = True
+                toppled_nodes[area] = i
+                area += 1
+
+        # Only nodes that receive load can be at or above threshold in the next sweep.
+        n_candidates = 0
+        for k in range(n_active):
+            i = active[k]
+            for edge in range(indptr[i], indptr[i + 1]):
+                j = indices[edge]
+                incoming[j] += share[k]
+                if not touched[j]:
+                    touched[j] = True
+                    candidates[n_candidates] = j
+                    n_candidates += 1
+        n_active = 0
+        for k in range(n_candidates):
+            j = candidates[k]
+            load[j] += incoming[j]
+            incoming[j] = 0.0
+            touched[j] = False
+            if load[j] >= threshold:
+                active[n_active] = j
+                n_active += 1
+        sweeps += 1
+
+    return size, area, sweeps, n_initial, capped
+
+
+@numba.njit(cache=True)
+def _cluster_sizes(scratch, area, indptr, indices, out):  # pragma: no cover - compiled
+    """Write node counts of connected clusters of toppled nodes to out; return their number."""
+    toppled, seen, queue = scratch.toppled, scratch.touched, scratch.queue
+    found = 0
+    for k in range(area):
+        start = scratch.toppled_nodes[k]
+        if seen[start]:
+            continue
+        seen[start] = True
+        queue[0] = start
+        head, tail = 0, 1
+        while head < tail:
+            node = queue[head]
+            head += 1
+            for edge in range(indptr[node], indptr[node + 1]):
+                neighbour = indices[edge]
+                if toppled[neighbour] and not seen[neighbour]:
+                    seen[neighbour] = True
+                    queue[tail] = neighbour
+                    tail += 1
+        out[found] = tail
+        found += 1
+    for k in range(area):
+        seen[scratch.toppled_nodes[k]] = False
+    return found
+
+
 @numba.njit(parallel=True, cache=True)
-def _relax_batch(loads, indptr, indices, relax, threshold, alpha, max_sweeps, record_clusters):  # pragma: no cover
-    n_batch, n_nodes = loads.shape
-    size = np.zeros(n_batch, np.int64)
-    area = np.zeros(n_batch, np.int64)
-    duration = np.zeros(n_batch, np.int64)
-    n_initial = np.zeros(n_batch, np.int64)
-    capped = np.zeros(n_batch, np.bool_)
+def _relax_batch(snapshots, permutation, indptr, indices, threshold, alpha, max_sweeps, record_clusters, n_chunks):
+    n_batch, n_nodes = snapshots.shape
+    reason = np.zeros(n_batch, np.int8)
+    size = np.full(n_batch, UNRELAXED, np.int64)
+    area = np.full(n_batch, UNRELAXED, np.int64)
+    duration = np.full(n_batch, UNRELAXED, np.int64)
+    n_initial = np.full(n_batch, UNRELAXED, np.int64)
     n_clusters = np.zeros(n_batch, np.int64)
     cluster_buffer = np.zeros((n_batch if record_clusters else 0, n_nodes), np.int64)
 
-    for b in numba.prange(n_batch):
-        if not relax[b]:
-            continue
-        z = loads[b].copy()
-        incoming = np.zeros(n_nodes)
-        toppled = np.zeros(n_nodes, np.bool_)
+    # Each chunk of snapshots reuses one set of work arrays; a snapshot's result does not
+    # depend on its chunk, so the output does not depend on the number of threads.
+    for chunk in numba.prange(n_chunks):
+        scratch = _new_scratch(n_nodes)
+        for b in range(chunk * n_batch // n_chunks, (chunk + 1) * n_batch // n_chunks):
+            reason[b] = _place_load(snapshots[b], permutation, scratch.load)
+            if reason[b] != VALID:
+                continue
+            size[b], area[b], duration[b], n_initial[b], capped = _relax_one(
+                scratch, indptr, indices, threshold, alpha, max_sweeps
+            )
+            if capped:
+                reason[b] = SWEEP_LIMIT
+            if record_clusters:
+                n_clusters[b] = _cluster_sizes(scratch, area[b], indptr, indices, cluster_buffer[b])
+            for k in range(area[b]):
+                scratch.toppled[scratch.toppled_nodes[k]] = False
+            if capped:
+                # A capped relaxation stops between sweeps with load still pending.
+                scratch.incoming[:] = 0.0
 
-        count = 0
-        for i in range(n_nodes):
-            if z[i] >= threshold:
-                count += 1
-        n_initial[b] = count
-
-        sweeps = 0
-        topplings = 0
-        distinct = 0
-        while True:
-            active = False
-            for i in range(n_nodes):
-                if z[i] >= threshold:
-                    active = True
-                    break
-            if not active:
-                break
-            if sweeps == max_sweeps:
-                capped[b] = True
-                break
-
-            # Every node at or above threshold topples on the loads of the previous sweep.
-            incoming[:] = 0.0
-            for i in range(n_nodes):
-                load = z[i]
-                if load >= threshold:
-                    topplings += 1
-                    if not toppled[i]:
-                        toppled[i] = True
-                        distinct += 1
-                    degree = indptr[i + 1] - indptr[i]
-                    if degree > 0:
-                        share = alpha * load / degree
-                        for edge in range(indptr[i], indptr[i + 1]):
-                            incoming[indices[edge]] += share
-                    z[i] = 0.0
-            for i in range(n_nodes):
-                z[i] += incoming[i]
-            sweeps += 1
-
-        size[b] = topplings
-        area[b] = distinct
-        duration[b] = sweeps
-
-        if record_clusters:
-            # Breadth-first search over toppled nodes; component sizes in order of their lowest node.
-            seen = np.zeros(n_nodes, np.bool_)
-            queue = np.empty(n_nodes, np.int64)
-            found = 0
-            for start in range(n_nodes):
-                if not toppled[start] or seen[start]:
-                    continue
-                seen[start] = True
-                queue[0] = start
-                head, tail = 0, 1
-                while head < tail:
-                    node = queue[head]
-                    head += 1
-                    for edge in range(indptr[node], indptr[node + 1]):
-                        neighbour = indices[edge]
-                        if toppled[neighbour] and not seen[neighbour]:
-                            seen[neighbour] = True
-                            queue[tail] = neighbour
-                            tail += 1
-                cluster_buffer[b, found] = tail
-                found += 1
-            n_clusters[b] = found
-
-    return size, area, duration, n_initial, capped, n_clusters, cluster_buffer
-
-
-def normalised_loads(snapshots: np.ndarray, permutation: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Return loads z (B, N) placed on nodes, and the invalid-reason code of each snapshot."""
-    snapshots = np.asarray(snapshots, dtype=np.float64)
-    finite = np.isfinite(snapshots).all(axis=1)
-    magnitude = np.abs(np.where(np.isfinite(snapshots), snapshots, 0.0))
-    mean = magnitude.mean(axis=1)
-    reason = np.full(len(snapshots), REASON_CODE["none"], dtype=np.int8)
-    reason[mean == 0] = REASON_CODE["all_zero"]
-    reason[~finite] = REASON_CODE["non_finite"]
-
-    scale = np.where(reason == 0, mean, 1.0)
-    loads_by_entry = magnitude / scale[:, None]
-    if permutation is None:
-        return loads_by_entry, reason
-    loads = np.empty_like(loads_by_entry)
-    loads[:, permutation] = loads_by_entry
-    return loads, reason
+    return size, area, duration, n_initial, reason, n_clusters, cluster_buffer
 
 
 def probe(
@@ -199,14 +262,22 @@ def probe(
             "pass data_gen.graphs.node_permutation(N, seed, permute) or None."
         )
 
-    loads, reason = normalised_loads(snapshots, permutation)
-    relax = reason == REASON_CODE["none"]
-    size, area, duration, n_initial, capped, n_clusters, buffer = _relax_batch(
-        loads, graph.indptr, graph.indices, relax, float(threshold), float(alpha), int(max_sweeps), record_clusters
+    if snapshots.dtype not in (np.float32, np.float64):
+        snapshots = snapshots.astype(np.float64)
+    if permutation is None:
+        permutation = np.arange(graph.n_nodes)
+    n_chunks = max(1, min(len(snapshots), 8 * numba.get_num_threads()))
+    size, area, duration, n_initial, reason, n_clusters, buffer = _relax_batch(
+        np.ascontiguousarray(snapshots),
+        np.asarray(permutation, dtype=np.int64),
+        graph.indptr,
+        graph.indices,
+        float(threshold),
+        float(alpha),
+        int(max_sweeps),
+        bool(record_clusters),
+        n_chunks,
     )
-    reason[capped] = REASON_CODE["sweep_limit"]
-    for values in (size, area, duration, n_initial):
-        values[~relax] = UNRELAXED
 
     clusters = None
     if record_clusters:
