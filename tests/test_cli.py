@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from data_gen import open_records
@@ -100,3 +101,26 @@ def test_config_file_unknown_key(tmp_path):
 def test_single_scale_config_accepted():
     config = with_overrides(load_preset("smoke"), training__hidden=(20,))
     assert config.training.hidden == (20,)
+
+
+@pytest.mark.slow
+def test_default_preset_end_to_end(tmp_path):
+    out = tmp_path / "default.nc"
+    result = run_cli("--out", str(out))
+
+    assert result.returncode == 0, result.stderr
+    tree = open_records(out)
+    training = tree["training"]
+    assert training["h"].values.tolist() == [20, 32, 50, 79, 126, 199, 316, 500]
+    assert training.sizes["seed"] >= 16
+
+    grok = training["grok_epoch"].values
+    assert (grok >= 0).all(), f"runs that never solved XOR: {int((grok < 0).sum())}"
+    median = np.median(grok, axis=1)
+    assert 5 <= grok.min() and grok.max() <= 200, f"grok epochs span {grok.min()}..{grok.max()}"
+    assert median[0] > 2 * median[-1], f"median grok epoch per scale: {median}"
+
+    avalanches = tree["avalanches"]
+    topologies = np.unique(avalanches["topology"].values[avalanches["source"].values == 1])
+    assert topologies.tolist() == [0, 1, 2, 3, 4]
+    assert int((avalanches["valid"] == 0).sum()) == 0
