@@ -1,6 +1,18 @@
 """PyMC model builders for avalanche and training records.
 
-Models here build a ``pm.Model`` from arrays or an xarray Dataset and never
-read files or plot. No model is implemented yet; ``data_gen`` is the only
-working package so far.
+Every model builds a ``pm.Model`` from plain arrays or an xarray Dataset, so it runs on
+any data of the right shape; nothing here reads files or plots. Fitting returns
+``arviz.InferenceData``. The dims used in every model and in the InferenceData files:
+
+============ ==============================================================
+dim          meaning
+============ ==============================================================
+``scale``    one network size; ``n_params`` (N) is its parameter count
+``run``      one training run (a seed at one scale)
+``epoch``    training epoch
+``snapshot`` one probed gradient snapshot
+``phase``    ``pre`` (before grokking), ``post`` (after) or ``synthetic``
+``topology`` graph family of the probe
+``bin``      bin of grokking-aligned time (epoch - tau)
+============ ==============================================================
 """
