@@ -29,6 +29,7 @@ class SamplerSettings:
     seed: int = 0
     backend: str = "auto"  # "auto" takes nutpie when installed, else "pymc"
     cores: int | None = None  # parallel chains; default min(chains, CPU count)
+    target_accept: float = 0.95  # NUTS step-size adaptation target; higher avoids divergences
 
     def resolved_backend(self) -> str:
         if self.backend not in BACKENDS:
@@ -65,6 +66,7 @@ class Sampler:
                 chains=s.chains,
                 cores=cores,
                 seed=seed,
+                target_accept=s.target_accept,
                 progress_bar=False,
                 save_warmup=False,
             )
@@ -78,6 +80,7 @@ class Sampler:
                 chains=s.chains,
                 cores=cores,
                 random_seed=seed,
+                target_accept=s.target_accept,
                 progressbar=False,
                 compute_convergence_checks=False,
             )
