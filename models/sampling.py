@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import arviz as az
 import numpy as np
 import pymc as pm
+import xarray as xr
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +94,22 @@ def complete(
 
     Posterior predictive sampling also adds observed_data for every observed variable.
     """
+    if "constant_data" not in idata.groups():
+        # PyMC resamples every variable downstream of data it cannot compare with the trace;
+        # recording the data used keeps posterior predictive draws on the fitted parameters.
+        idata.add_groups(constant_data=_data_values(model))
     with model:
         if log_likelihood:
             pm.compute_log_likelihood(idata, extend_inferencedata=True, progressbar=False)
         if predictive:
             pm.sample_posterior_predictive(idata, extend_inferencedata=True, random_seed=seed, progressbar=False)
     return idata
+
+
+def _data_values(model: pm.Model) -> xr.Dataset:
+    variables = {}
+    for data in model.data_vars:
+        value = np.asarray(data.get_value())
+        dims = model.named_vars_to_dims.get(data.name) or tuple(f"{data.name}_dim_{i}" for i in range(value.ndim))
+        variables[data.name] = (dims, value)
+    return xr.Dataset(variables, coords={k: np.asarray(v) for k, v in model.coords.items() if v is not None})
