@@ -300,7 +300,10 @@ class Stages:
             "band": list(ROPE),
             "D0": posterior_summary(idata.posterior["D0"].values),
             "D": {name: posterior_summary(idata.posterior["D"].sel(topology=name).values) for name in names},
-            "p_in_band": _plain_probabilities(probabilities),
+            "p_in_band": {
+                **{name: float(probabilities["D"].sel(topology=name)) for name in names},
+                "D0": float(probabilities["D0"]),
+            },
         }
 
     def fit_gini_lag(self) -> None:
@@ -322,14 +325,6 @@ def _sampled(idata: az.InferenceData) -> list[str]:
     """Posterior variables that the sampler drew (not deterministic transforms of them)."""
     skip = {"scale_effect", "D", "gamma", "D_max"}
     return [name for name in idata.posterior.data_vars if name not in skip]
-
-
-def _plain_probabilities(probabilities) -> dict:
-    if hasattr(probabilities, "to_dict"):
-        values = probabilities.to_dict()
-        if "data_vars" in values:
-            return {k: v["data"] for k, v in values["data_vars"].items()}
-    return {str(k): float(v) for k, v in dict(probabilities).items()}
 
 
 def comparisons(idata: az.InferenceData, present: list[str]) -> dict:
