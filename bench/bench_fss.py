@@ -15,7 +15,6 @@ import importlib.util
 import time
 
 import arviz as az
-import numpy as np
 
 from analysis.bootstrap import bootstrap_slope
 from analysis.phases import max_size_groups, split_phases, typical_size_groups
