@@ -33,6 +33,7 @@ from models.sampling import Sampler, SamplerSettings, complete
 
 log = logging.getLogger(__name__)
 
+LOSO_TARGET_ACCEPT = 0.99
 ROPE = (0.95, 1.05)  # region of practical equivalence around D = 1 for the synthetic control
 PUBLISHED = {
     "D_pre": [0.90, 0.02],
@@ -238,7 +239,8 @@ class Stages:
             remaining = groups.subset(kept)
             if any(len(np.unique(remaining.scale[remaining.phase == groups.phases.index(p)])) < 2 for p in present):
                 continue
-            idata = sampler.sample(data=model_data(remaining))
+            # Without a scale, one residual direction is prior-only; a smaller step avoids its divergences.
+            idata = sampler.sample(data=model_data(remaining), target_accept=LOSO_TARGET_ACCEPT)
             check = diagnose(idata, var_names=_sampled(idata))
             entries.append(
                 {
@@ -380,7 +382,10 @@ def loo_comparison(phase_specific: az.InferenceData, single: az.InferenceData, g
     }
 
 
-def cell_means(values, row, scale, n_rows: int, n_scales: int, min_count: int = 2):
+SE_FLOOR = 1e-3  # smallest standard error of a cell mean (log size); equal sizes would give 0
+
+
+def cell_means(values, row, scale, n_rows: int, n_scales: int, min_count: int = 3):
     """Mean and standard error of ``values`` per (row, scale) cell; NaN where a cell is too small."""
     cell = row * n_scales + scale
     size = n_rows * n_scales
@@ -394,7 +399,7 @@ def cell_means(values, row, scale, n_rows: int, n_scales: int, min_count: int = 
     variance = (
         np.maximum(squares[enough] / count[enough] - mean[enough] ** 2, 0.0) * count[enough] / (count[enough] - 1)
     )
-    se[enough] = np.sqrt(variance / count[enough])
+    se[enough] = np.maximum(np.sqrt(variance / count[enough]), SE_FLOOR)
     return mean.reshape(n_rows, n_scales), se.reshape(n_rows, n_scales)
 
 

@@ -140,10 +140,22 @@ def scale_mean_precision(groups: GroupData) -> np.ndarray:
     return se
 
 
+def centred_residuals(groups: GroupData, basis: np.ndarray) -> np.ndarray:
+    """Which scale residuals (phase, residual) to sample centred.
+
+    Centred where the phase's data pin the scale means down tightly; non-centred
+    elsewhere, and always for residual directions without data (a scale left out),
+    which only the prior informs.
+    """
+    informed = np.abs(basis).sum(axis=1) > 0
+    return (scale_mean_precision(groups) < CENTRED_BELOW)[:, None] & informed
+
+
 def model_data(groups: GroupData) -> dict[str, np.ndarray]:
     """Values of the model's pm.Data containers; pass them to ``Sampler.sample(data=...)`` to refit."""
     x = groups.log_n - groups.log_n.mean()
     within = np.flatnonzero(groups.count > 1)
+    basis = residual_basis(groups.log_n, groups.scale, groups.phase, len(groups.phases))
     return {
         "group_mean": groups.mean,
         "group_count": groups.count.astype(float),
@@ -152,8 +164,8 @@ def model_data(groups: GroupData) -> dict[str, np.ndarray]:
         "group_scale": groups.scale.astype(np.int64),
         "within_group": within.astype(np.int64),
         "within_sum_sq": groups.sum_sq[within].astype(float),
-        "centred_phase": scale_mean_precision(groups) < CENTRED_BELOW,
-        "residual_basis": residual_basis(groups.log_n, groups.scale, groups.phase, len(groups.phases)),
+        "centred": centred_residuals(groups, basis),
+        "residual_basis": basis,
     }
 
 
@@ -213,11 +225,11 @@ def build_model(groups: GroupData, *, exponent_name: str = "D", shared_exponent:
         # Centred where the data pin the scale means down tightly, non-centred elsewhere; each
         # form has a funnel or a narrow ridge in the other regime.
         omega = pm.Gamma("omega", alpha=2.0, beta=OMEGA_RATE, dims="phase")
-        centred = pm.Data("centred_phase", values["centred_phase"])
+        centred = pm.Data("centred", values["centred"])
         z_residual = pm.Normal(
-            "z_scale_residual", mu=0.0, sigma=pt.switch(centred, omega, 1.0)[:, None], dims=("phase", "residual")
+            "z_scale_residual", mu=0.0, sigma=pt.switch(centred, omega[:, None], 1.0), dims=("phase", "residual")
         )
-        residual = pt.switch(centred[:, None], z_residual, omega[:, None] * z_residual)
+        residual = pt.switch(centred, z_residual, omega[:, None] * z_residual)
         scale_effect = pm.Deterministic(
             "scale_effect", (basis * residual[:, None, :]).sum(axis=2), dims=("phase", "scale")
         )

@@ -24,7 +24,7 @@ BACKENDS = ("auto", "nutpie", "pymc")
 
 @dataclass(frozen=True)
 class SamplerSettings:
-    draws: int = 1000  # kept draws per chain
+    draws: int = 1500  # kept draws per chain
     tune: int = 1000  # warm-up draws per chain, discarded
     chains: int = 4
     seed: int = 0
@@ -49,10 +49,16 @@ class Sampler:
         self.backend = settings.resolved_backend()
         self._compiled = None
 
-    def sample(self, data: dict[str, np.ndarray] | None = None, seed: int | None = None) -> az.InferenceData:
-        """Draw from the posterior, after replacing the named ``pm.Data`` values by ``data``."""
+    def sample(
+        self, data: dict[str, np.ndarray] | None = None, seed: int | None = None, target_accept: float | None = None
+    ) -> az.InferenceData:
+        """Draw from the posterior, after replacing the named ``pm.Data`` values by ``data``.
+
+        ``seed`` and ``target_accept`` override the settings for this call only.
+        """
         s = self.settings
         seed = s.seed if seed is None else seed
+        target_accept = s.target_accept if target_accept is None else target_accept
         cores = s.cores or min(s.chains, os.cpu_count() or 1)
         if self.backend == "nutpie":
             import nutpie
@@ -67,7 +73,7 @@ class Sampler:
                 chains=s.chains,
                 cores=cores,
                 seed=seed,
-                target_accept=s.target_accept,
+                target_accept=target_accept,
                 progress_bar=False,
                 save_warmup=False,
             )
@@ -81,7 +87,7 @@ class Sampler:
                 chains=s.chains,
                 cores=cores,
                 random_seed=seed,
-                target_accept=s.target_accept,
+                target_accept=target_accept,
                 progressbar=False,
                 compute_convergence_checks=False,
             )

@@ -92,3 +92,28 @@ def test_refit_on_new_data_without_rebuild():
         full_estimate = float(full.posterior["D"].sel(phase=phase).mean())
         assert abs(estimate - value) < 0.05, f"D[{phase}] refit mean {estimate:.3f}, truth {value}"
         assert estimate != full_estimate, f"D[{phase}]: the refit returned the full fit"
+
+
+@pytest.mark.slow
+def test_pipeline_recovers_truth(tmp_path):
+    from analysis.pipeline import FitOptions, Stages
+    from analysis.results import load_idata
+
+    data, truth, tau = simulate_records(seed=11, n_seeds=16, epochs=200)
+    options = FitOptions(sampler=SamplerSettings(seed=2), leave_one_scale_out=False)
+    summary = Stages(data, options, tmp_path, {}).run()
+
+    for phase, value in truth.D.items():
+        estimate = summary["D"][phase]
+        assert estimate["hdi_low"] <= value <= estimate["hdi_high"], (
+            f"D[{phase}] truth {value} outside 94% HDI [{estimate['hdi_low']:.4f}, {estimate['hdi_high']:.4f}]"
+        )
+    assert summary["comparisons"]["p_post_gt_pre"] > 0.99
+    assert summary["changepoints"]["n_grokked"] == data.n_runs
+
+    changepoint = load_idata(tmp_path / "changepoint.nc")
+    slope = changepoint.posterior["beta"].values.ravel()
+    low, high = az.hdi(slope, hdi_prob=HDI_PROB)
+    assert low <= truth.log_tau_slope <= high, f"log tau slope {truth.log_tau_slope} outside [{low:.3f}, {high:.3f}]"
+    for name in ("changepoint", "fss_D_plugin", "fss_gamma", "fss_D_max"):
+        assert summary["diagnostics"][name]["passed"], (name, summary["diagnostics"][name]["failed"])
