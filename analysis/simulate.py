@@ -28,7 +28,12 @@ class Truth:
 
 
 def simulate_records(
-    seed: int = 0, *, n_seeds: int = 16, epochs: int = 200, snapshot_every: int = 2, truth: Truth | None = None,
+    seed: int = 0,
+    *,
+    n_seeds: int = 16,
+    epochs: int = 200,
+    snapshot_every: int = 2,
+    truth: Truth | None = None,
     n_params: np.ndarray = SCALES,
 ) -> tuple[AnalysisInput, Truth, np.ndarray]:
     """Return an AnalysisInput of records shape, the truth and each run's true tau.
@@ -66,22 +71,43 @@ def simulate_records(
         run_effect = rng.normal(0.0, truth.run_sd, size=(n_runs, 3))
         phase_index = np.searchsorted(np.array(["post", "pre", "synthetic"]), phase)
         log_size = (
-            intercept + exponent * x[run_scale[run]] + run_effect[run, phase_index]
+            intercept
+            + exponent * x[run_scale[run]]
+            + run_effect[run, phase_index]
             + rng.normal(0.0, truth.snapshot_sd, size=len(run))
         )
-        for name, values in (("log_size", log_size), ("scale", run_scale[run]), ("run", run), ("epoch", epoch),
-                             ("source", np.full(len(run), source))):
+        for name, values in (
+            ("log_size", log_size),
+            ("scale", run_scale[run]),
+            ("run", run),
+            ("epoch", epoch),
+            ("source", np.full(len(run), source)),
+        ):
             columns[name].append(values)
     merged = {name: np.concatenate(parts) for name, parts in columns.items()}
     size = np.exp(merged["log_size"])
     snapshots = Snapshots(
-        log_size=merged["log_size"], size=size, scale=merged["scale"], run=merged["run"], epoch=merged["epoch"],
-        source=merged["source"], topology=np.zeros(len(size), dtype=np.int64),
+        log_size=merged["log_size"],
+        size=size,
+        scale=merged["scale"],
+        run=merged["run"],
+        epoch=merged["epoch"],
+        source=merged["source"],
+        topology=np.zeros(len(size), dtype=np.int64),
         phase=np.full(len(size), -1, dtype=np.int64),
     )
     data = AnalysisInput(
-        path=Path(f"<simulated seed {seed}>"), sha256="", kind="records", n_params=n_params.astype(np.int64),
-        run_scale=run_scale, snapshots=snapshots, train_acc=train_acc, gini=gini, n_patterns=4,
-        hidden=(n_params - 1) // 4, real_topology=0, topology_names=("barabasi_albert",),
+        path=Path(f"<simulated seed {seed}>"),
+        sha256="",
+        kind="records",
+        n_params=n_params.astype(np.int64),
+        run_scale=run_scale,
+        snapshots=snapshots,
+        train_acc=train_acc,
+        gini=gini,
+        n_patterns=4,
+        hidden=(n_params - 1) // 4,
+        real_topology=0,
+        topology_names=("barabasi_albert",),
     )
     return data, truth, tau
