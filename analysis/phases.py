@@ -81,7 +81,7 @@ def typical_size_groups(data: AnalysisInput, split: PhaseSplit) -> GroupData:
 
 
 def mean_size_groups(data: AnalysisInput, split: PhaseSplit) -> GroupData:
-    """One log mean size per (run, phase), the response of gamma."""
+    """Reduce snapshots to one log mean size per (run, phase), the response of gamma."""
     keep = split.phase >= 0
     return _groups_from(data.snapshots.log_size, data, split, keep, "log_mean")[0]
 
@@ -113,6 +113,9 @@ def window_mask(data: AnalysisInput, split: PhaseSplit, tau: np.ndarray | None, 
 
 
 def max_size_groups(data: AnalysisInput, split: PhaseSplit, tau: np.ndarray | None, width: int):
-    """One log s_max per (run, phase) over equal windows, the response of D_max; also the run ids."""
+    """Reduce snapshots to one log s_max per (run, phase) over equal windows (the D_max response).
+
+    Also returns the run of each group.
+    """
     keep = window_mask(data, split, tau, width) & (split.phase >= 0)
     return _groups_from(data.snapshots.log_size, data, split, keep, "log_max")

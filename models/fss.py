@@ -10,7 +10,8 @@ size, with one intercept and one exponent per phase. It serves three estimators:
 
 Collapsing snapshots to sufficient statistics is exact for Gaussian scatter within a
 run and makes the cost independent of the number of snapshots: the default preset's
-38,400 snapshots become 384 groups, and the paper preset's millions become 24,000.
+38,400 snapshots (real and synthetic on one graph) become 384 groups, and the
+paper preset's 2.4 million become 24,000.
 Robustness sits at the run level instead: group means follow a Student-t law, so one
 odd run cannot drag an exponent. Run effects are integrated out analytically (they
 are Gaussian), so the sampler never trades D against hundreds of run intercepts.
@@ -49,7 +50,7 @@ class GroupData:
                 raise ValueError(f"{name} has shape {values.shape}, expected ({n_groups},): one value per group.")
             setattr(self, name, values)
         if not np.isfinite(self.mean).all():
-            raise ValueError("mean holds NaN or infinite values; drop empty groups and snapshots of size 0 first.")
+            raise ValueError("mean has NaN or infinite values; drop empty groups and snapshots of size 0 first.")
         if (self.count < 1).any():
             raise ValueError("count has groups with no snapshots; drop them before fitting.")
         if self.scale.min() < 0 or self.scale.max() >= len(self.log_n):
