@@ -239,9 +239,9 @@ class Stages:
             remaining = groups.subset(kept)
             if any(len(np.unique(remaining.scale[remaining.phase == groups.phases.index(p)])) < 2 for p in present):
                 continue
-            # Without a scale, one residual direction is prior-only; a smaller step avoids its divergences.
+            # A smaller step than the main fits: these refits diverged now and then at 0.95.
             idata = sampler.sample(data=model_data(remaining), target_accept=LOSO_TARGET_ACCEPT)
-            check = diagnose(idata, var_names=_sampled(idata))
+            check = self._check(f"fss_D_without_N{n_params}", idata, var_names=_sampled(idata))
             entries.append(
                 {
                     "left_out_n_params": int(n_params),
@@ -249,12 +249,6 @@ class Stages:
                     "diagnostics": check,
                 }
             )
-            if not check["passed"]:
-                log.warning(
-                    "leave-one-scale-out without N=%d: convergence checks FAILED: %s",
-                    n_params,
-                    "; ".join(check["failed"]),
-                )
         return entries
 
     # -- time-resolved D, topology, Gini lag --------------------------------------------
