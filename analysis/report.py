@@ -22,22 +22,22 @@ import logging
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Callable
 
 import matplotlib
 
 matplotlib.use("Agg")  # the report only writes files; no display is needed
 
-import arviz as az  # noqa: E402
-import jinja2  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import seaborn as sns  # noqa: E402
+import arviz as az
+import jinja2
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
 
-from analysis.results import load_idata  # noqa: E402
+from analysis.results import load_idata
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ STYLE = {
 
 
 class FigureUnavailable(Exception):
-    """A figure whose inputs are absent (a missing file or summary entry); the message says which."""
+    """A figure whose inputs are absent (a missing file or summary entry), named in its message."""
 
 
 # -- inputs ----------------------------------------------------------------------------
@@ -143,7 +143,7 @@ def load_report_data(folder: Path) -> ReportData:
         try:
             data.idata[name] = load_idata(path)
         except (OSError, ValueError, KeyError) as error:
-            log.error("could not read %s: %s", path, error)
+            log.error("failed to read %s: %s; its figures are left out", path, error)
             data.load_errors[name] = f"{path.name} could not be read ({error})"
 
     for path in sorted(folder.glob("bootstrap_*.npy")):
@@ -202,12 +202,12 @@ def scale_palette(n: int) -> list:
     return sns.color_palette("viridis", n)
 
 
-def _summary_interval(entry: dict) -> tuple[float, float, float]:
-    return entry["mean"], entry["hdi_low"], entry["hdi_high"]
-
-
 def _phases_in(summary_block: dict) -> list[str]:
-    return [p for p in (*PHASES, "all") if isinstance(summary_block.get(p), dict) and summary_block[p].get("mean") is not None]
+    return [
+        p
+        for p in (*PHASES, "all")
+        if isinstance(summary_block.get(p), dict) and summary_block[p].get("mean") is not None
+    ]
 
 
 def _real_snapshots(data: ReportData):
@@ -259,8 +259,9 @@ def figure_accuracy(data: ReportData):
         twin = ax.twinx()
         mass = probability.values[run]
         shown = tau_values != NO_TRANSITION
-        twin.fill_between(tau_values[shown], mass[shown], step="mid", color=PHASE_COLOURS["post"], alpha=0.5,
-                          label="posterior P(tau)")
+        twin.fill_between(
+            tau_values[shown], mass[shown], step="mid", color=PHASE_COLOURS["post"], alpha=0.5, label="posterior P(tau)"
+        )
         twin.set_ylim(0, max(mass[shown].max() * 1.1, 1e-3))
         twin.set_ylabel("posterior P(tau)")
         twin.grid(False)
@@ -290,8 +291,15 @@ def figure_tau_vs_n(data: ReportData):
         mean = np.array([entry["tau"]["mean"] for entry in per_scale if entry["tau"]["mean"] is not None])
         low = np.array([entry["tau"]["hdi_low"] for entry in per_scale if entry["tau"]["mean"] is not None])
         high = np.array([entry["tau"]["hdi_high"] for entry in per_scale if entry["tau"]["mean"] is not None])
-        ax.errorbar(n_params[present], mean, yerr=[mean - low, high - mean], fmt="o", color=PHASE_COLOURS["post"],
-                    capsize=3, label="scale: mean, 94% HDI")
+        ax.errorbar(
+            n_params[present],
+            mean,
+            yerr=[mean - low, high - mean],
+            fmt="o",
+            color=PHASE_COLOURS["post"],
+            capsize=3,
+            label="scale: mean, 94% HDI",
+        )
     ax.set_xscale("log")
     ax.set_xlabel("network size N (parameters)")
     ax.set_ylabel("grokking epoch tau (epochs)")
@@ -350,8 +358,13 @@ def figure_d_of_t(data: ReportData):
     ax.axvline(0.0, color="black", lw=0.8, ls="--")
     crossing = data.summary.get("crossing") or {}
     if crossing.get("mean") is not None:
-        ax.axvspan(crossing["hdi_low"], crossing["hdi_high"], color=PHASE_COLOURS["post"], alpha=0.12,
-                   label="crossing time, 94% HDI")
+        ax.axvspan(
+            crossing["hdi_low"],
+            crossing["hdi_high"],
+            color=PHASE_COLOURS["post"],
+            alpha=0.12,
+            label="crossing time, 94% HDI",
+        )
         ax.axvline(crossing["mean"], color=PHASE_COLOURS["post"], lw=1.0, label="crossing time, mean")
     ax.set_xlabel("epoch - tau (epochs, bin centres)")
     ax.set_ylabel("scaling exponent D (dimensionless)")
@@ -431,8 +444,13 @@ def _scaling_panel(ax, data: ReportData, model: str, exponent: str, ylabel: str)
         lines = intercept[:, None] + slope[:, None] * (grid - centre)[None, :]
         band = az.hdi(lines[None, :, :], hdi_prob=HDI_PROB)
         ax.fill_between(np.exp(grid), np.exp(band[:, 0]), np.exp(band[:, 1]), color=colour, alpha=0.25, lw=0)
-        ax.plot(np.exp(grid), np.exp(lines.mean(axis=0)), color=colour, lw=1.3,
-                label=f"{PHASE_LABELS.get(name, name)}: {exponent} = {slope.mean():.3f}")
+        ax.plot(
+            np.exp(grid),
+            np.exp(lines.mean(axis=0)),
+            color=colour,
+            lw=1.3,
+            label=f"{PHASE_LABELS.get(name, name)}: {exponent} = {slope.mean():.3f}",
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("network size N (parameters)")
@@ -472,8 +490,11 @@ def figure_exponent_posteriors(data: ReportData):
             sources.append((model, variable, data.idata[model]))
     if not sources and not data.bootstrap:
         raise FigureUnavailable("no fss_D, fss_D_plugin or fss_D_max file and no bootstrap slopes")
-    phases = [p for p in (*PHASES, "all") if p in data.bootstrap or any(
-        p in idata.posterior[variable]["phase"].values for _, variable, idata in sources)]
+    phases = [
+        p
+        for p in (*PHASES, "all")
+        if p in data.bootstrap or any(p in idata.posterior[variable]["phase"].values for _, variable, idata in sources)
+    ]
 
     fig, axes = plt.subplots(1, len(phases), figsize=(3.2 * len(phases), 3.0), squeeze=False)
     for ax, phase in zip(axes[0], phases):
@@ -485,8 +506,14 @@ def figure_exponent_posteriors(data: ReportData):
             style = "-" if variable == "D" else "--"
             sns.kdeplot(x=draws, ax=ax, color=colour, ls=style, lw=1.3, label=f"posterior {variable} ({model})")
         if phase in data.bootstrap:
-            ax.hist(data.bootstrap[phase], bins=40, density=True, color=NEUTRAL, alpha=0.35,
-                    label="bootstrap, published estimator")
+            ax.hist(
+                data.bootstrap[phase],
+                bins=40,
+                density=True,
+                color=NEUTRAL,
+                alpha=0.35,
+                label="bootstrap, published estimator",
+            )
         ax.set_title(PHASE_LABELS.get(phase, phase), color=colour)
         ax.set_xlabel("exponent (dimensionless)")
         ax.set_ylabel("density")
@@ -512,8 +539,15 @@ def figure_leave_one_scale_out(data: ReportData):
         mean = np.array([r[1]["mean"] for r in rows])
         low = np.array([r[1]["hdi_low"] for r in rows])
         high = np.array([r[1]["hdi_high"] for r in rows])
-        ax.errorbar(n, mean, yerr=[mean - low, high - mean], fmt="o", color=colour, capsize=3,
-                    label=PHASE_LABELS.get(phase, phase))
+        ax.errorbar(
+            n,
+            mean,
+            yerr=[mean - low, high - mean],
+            fmt="o",
+            color=colour,
+            capsize=3,
+            label=PHASE_LABELS.get(phase, phase),
+        )
         if (full.get(phase) or {}).get("mean") is not None:
             ax.axhspan(full[phase]["hdi_low"], full[phase]["hdi_high"], color=colour, alpha=0.12, lw=0)
     ax.set_xscale("log")
@@ -535,8 +569,15 @@ def figure_topology(data: ReportData):
     positions = np.arange(len(names))
     band_low, band_high = topology["band"]
     ax.axvspan(band_low, band_high, color=PHASE_COLOURS["synthetic"], alpha=0.12, lw=0, label="band around 1")
-    ax.errorbar(mean, positions, xerr=[mean - low, high - mean], fmt="o", color=PHASE_COLOURS["synthetic"],
-                capsize=3, label="D per topology, 94% HDI")
+    ax.errorbar(
+        mean,
+        positions,
+        xerr=[mean - low, high - mean],
+        fmt="o",
+        color=PHASE_COLOURS["synthetic"],
+        capsize=3,
+        label="D per topology, 94% HDI",
+    )
     d0 = topology["D0"]
     ax.axvline(d0["mean"], color="black", lw=1.0, ls="--", label=f"shared D0 = {d0['mean']:.3f}")
     ax.set_yticks(positions, [n.replace("_", " ") for n in names])
@@ -593,7 +634,7 @@ def make_pareto_k(name: str) -> Callable:
         idata = data.model(name)
         if "log_likelihood" not in idata.groups():
             raise FigureUnavailable(f"{name}.nc has no log_likelihood group")
-        variable = "group" if "group" in idata.log_likelihood.data_vars else list(idata.log_likelihood.data_vars)[0]
+        variable = "group" if "group" in idata.log_likelihood.data_vars else next(iter(idata.log_likelihood.data_vars))
         with warnings.catch_warnings():
             # High k values trigger a UserWarning per model; the plot itself shows them.
             warnings.simplefilter("ignore", UserWarning)
@@ -614,13 +655,30 @@ def figure_exponent_hdi(data: ReportData):
     n_phases = max(data.idata[m].posterior[v].sizes["phase"] for m, v in variables)
     fig, axes = plt.subplots(len(variables), n_phases, figsize=(2.8 * n_phases, 2.2 * len(variables)), squeeze=False)
     for row, (model, variable) in zip(axes, variables):
-        az.plot_posterior(data.idata[model], var_names=[variable], hdi_prob=HDI_PROB, ref_val=1.0, ax=row[: data.idata[model].posterior[variable].sizes["phase"]], textsize=7)
+        az.plot_posterior(
+            data.idata[model],
+            var_names=[variable],
+            hdi_prob=HDI_PROB,
+            ref_val=1.0,
+            ax=row[: data.idata[model].posterior[variable].sizes["phase"]],
+            textsize=7,
+        )
     fig.tight_layout()
     return fig
 
 
 def figure_forest(data: ReportData):
-    chosen = [(m, v) for m, v in (("fss_D", "D"), ("fss_D_plugin", "D"), ("fss_single_D", "D"), ("fss_D_max", "D_max"), ("fss_gamma", "gamma")) if m in data.idata]
+    chosen = [
+        (m, v)
+        for m, v in (
+            ("fss_D", "D"),
+            ("fss_D_plugin", "D"),
+            ("fss_single_D", "D"),
+            ("fss_D_max", "D_max"),
+            ("fss_gamma", "gamma"),
+        )
+        if m in data.idata
+    ]
     if not chosen:
         raise FigureUnavailable("no scaling-exponent file")
     fig, axes = plt.subplots(1, len(chosen), figsize=(2.6 * len(chosen), 2.8), squeeze=False, sharex=True)
@@ -648,37 +706,89 @@ class FigureSpec:
 
 
 FIGURES: list[FigureSpec] = [
-    FigureSpec("accuracy_tau", "Training accuracy and the posterior of tau",
-               "Typical runs (the median tau of their size) at up to four sizes; the shaded area is each run's "
-               "posterior probability of the grokking epoch.", figure_accuracy),
-    FigureSpec("tau_vs_n", "Grokking epoch against network size",
-               "Points: each run's posterior median tau. Error bars: per-size mean and 94% HDI of tau over the "
-               "draws of that size's transitioning runs.", figure_tau_vs_n, vector=True),
-    FigureSpec("gini", "Gini coefficient of |theta| around grokking",
-               "Each run's curve is aligned on its posterior median tau.", figure_gini, vector=True),
-    FigureSpec("d_of_t", "D(t) on grokking-aligned time",
-               "Posterior mean and 94% HDI of D per bin of epoch - tau, with the time at which D(t) first "
-               "crosses 1.", figure_d_of_t, vector=True),
-    FigureSpec("ccdf", "Avalanche-size distributions",
-               "P(S > s) of real snapshots per network size, split at each run's posterior median tau.", figure_ccdf),
-    FigureSpec("collapse", "Finite-size collapse",
-               "The same distributions against s / N^D with the posterior mean D of each phase.", figure_collapse),
-    FigureSpec("size_scaling", "Largest and mean avalanche size against N",
-               "Points: one per run and phase. Lines and bands: posterior mean and 94% HDI of "
-               "intercept + exponent * (log N - mean log N).", figure_size_scaling),
-    FigureSpec("exponent_posteriors", "Posterior exponents beside the published bootstrap",
-               "Posterior densities of D (solid) and D_max (dashed) per phase, with the histogram of the "
-               "published least-squares slopes of log s_max on log N over bootstrap resamples.",
-               figure_exponent_posteriors),
-    FigureSpec("leave_one_scale_out", "Leave-one-scale-out D",
-               "D refitted without one network size at a time.", figure_leave_one_scale_out, vector=True),
-    FigureSpec("topology", "D of the synthetic control per topology",
-               "Posterior mean and 94% HDI of D on each graph family.", figure_topology, vector=True),
-    FigureSpec("exponent_hdi", "Posterior of each exponent with its 94% HDI",
-               "ArviZ posterior plots; the reference value is 1.", figure_exponent_hdi, section="arviz"),
-    FigureSpec("forest", "Forest plot of the exponents",
-               "Posterior means and 94% HDIs of the exponents of each scaling fit, chains combined.",
-               figure_forest, section="arviz"),
+    FigureSpec(
+        "accuracy_tau",
+        "Training accuracy and the posterior of tau",
+        "Typical runs (the median tau of their size) at up to four sizes; the shaded area is each run's "
+        "posterior probability of the grokking epoch.",
+        figure_accuracy,
+    ),
+    FigureSpec(
+        "tau_vs_n",
+        "Grokking epoch against network size",
+        "Points: each run's posterior median tau. Error bars: per-size mean and 94% HDI of tau over the "
+        "draws of that size's transitioning runs.",
+        figure_tau_vs_n,
+        vector=True,
+    ),
+    FigureSpec(
+        "gini",
+        "Gini coefficient of |theta| around grokking",
+        "Each run's curve is aligned on its posterior median tau.",
+        figure_gini,
+        vector=True,
+    ),
+    FigureSpec(
+        "d_of_t",
+        "D(t) on grokking-aligned time",
+        "Posterior mean and 94% HDI of D per bin of epoch - tau, with the time at which D(t) first crosses 1.",
+        figure_d_of_t,
+        vector=True,
+    ),
+    FigureSpec(
+        "ccdf",
+        "Avalanche-size distributions",
+        "P(S > s) of real snapshots per network size, split at each run's posterior median tau.",
+        figure_ccdf,
+    ),
+    FigureSpec(
+        "collapse",
+        "Finite-size collapse",
+        "The same distributions against s / N^D with the posterior mean D of each phase.",
+        figure_collapse,
+    ),
+    FigureSpec(
+        "size_scaling",
+        "Largest and mean avalanche size against N",
+        "Points: one per run and phase. Lines and bands: posterior mean and 94% HDI of "
+        "intercept + exponent * (log N - mean log N).",
+        figure_size_scaling,
+    ),
+    FigureSpec(
+        "exponent_posteriors",
+        "Posterior exponents beside the published bootstrap",
+        "Posterior densities of D (solid) and D_max (dashed) per phase, with the histogram of the "
+        "published least-squares slopes of log s_max on log N over bootstrap resamples.",
+        figure_exponent_posteriors,
+    ),
+    FigureSpec(
+        "leave_one_scale_out",
+        "Leave-one-scale-out D",
+        "D refitted without one network size at a time.",
+        figure_leave_one_scale_out,
+        vector=True,
+    ),
+    FigureSpec(
+        "topology",
+        "D of the synthetic control per topology",
+        "Posterior mean and 94% HDI of D on each graph family.",
+        figure_topology,
+        vector=True,
+    ),
+    FigureSpec(
+        "exponent_hdi",
+        "Posterior of each exponent with its 94% HDI",
+        "ArviZ posterior plots; the reference value is 1.",
+        figure_exponent_hdi,
+        section="arviz",
+    ),
+    FigureSpec(
+        "forest",
+        "Forest plot of the exponents",
+        "Posterior means and 94% HDIs of the exponents of each scaling fit, chains combined.",
+        figure_forest,
+        section="arviz",
+    ),
 ]
 
 
@@ -689,15 +799,34 @@ def figure_specs(data: ReportData) -> list[FigureSpec]:
         if name not in data.idata:
             continue
         specs += [
-            FigureSpec(f"{name}_trace", f"{name}: trace", "Trace and density per chain of the main parameters.",
-                       make_trace(name), section=name),
-            FigureSpec(f"{name}_energy", f"{name}: energy", "Marginal energy against energy transitions; "
-                       "similar widths mean a good E-BFMI.", make_energy(name), section=name),
-            FigureSpec(f"{name}_ppc", f"{name}: posterior predictive check",
-                       "Observed values against 50 posterior predictive draws.", make_ppc(name), section=name),
-            FigureSpec(f"{name}_pareto_k", f"{name}: PSIS-LOO Pareto k",
-                       "k above 0.7 marks observations whose leave-one-out estimate is unreliable.",
-                       make_pareto_k(name), section=name),
+            FigureSpec(
+                f"{name}_trace",
+                f"{name}: trace",
+                "Trace and density per chain of the main parameters.",
+                make_trace(name),
+                section=name,
+            ),
+            FigureSpec(
+                f"{name}_energy",
+                f"{name}: energy",
+                "Marginal energy against energy transitions; similar widths mean a good E-BFMI.",
+                make_energy(name),
+                section=name,
+            ),
+            FigureSpec(
+                f"{name}_ppc",
+                f"{name}: posterior predictive check",
+                "Observed values against 50 posterior predictive draws.",
+                make_ppc(name),
+                section=name,
+            ),
+            FigureSpec(
+                f"{name}_pareto_k",
+                f"{name}: PSIS-LOO Pareto k",
+                "k above 0.7 marks observations whose leave-one-out estimate is unreliable.",
+                make_pareto_k(name),
+                section=name,
+            ),
         ]
     return specs
 
@@ -720,8 +849,14 @@ def render_figures(data: ReportData, figures_dir: Path) -> list[dict]:
     rendered = []
     with plt.rc_context(STYLE):
         for spec in figure_specs(data):
-            entry = {"name": spec.name, "title": spec.title, "caption": spec.caption, "section": spec.section,
-                     "uri": None, "note": None}
+            entry = {
+                "name": spec.name,
+                "title": spec.title,
+                "caption": spec.caption,
+                "section": spec.section,
+                "uri": None,
+                "note": None,
+            }
             started = time.perf_counter()
             try:
                 fig = spec.draw(data)
@@ -732,7 +867,7 @@ def render_figures(data: ReportData, figures_dir: Path) -> list[dict]:
             except FigureUnavailable as reason:
                 entry["note"] = f"Not shown: {reason}."
                 log.info("figure %s left out: %s", spec.name, reason)
-            except Exception as error:  # noqa: BLE001 - one failing figure must not abort the report
+            except Exception as error:
                 entry["note"] = f"This figure failed: {type(error).__name__}: {error}"
                 log.exception("figure %s failed", spec.name)
             finally:
@@ -754,7 +889,7 @@ def write_tables(data: ReportData, tables_dir: Path) -> dict[str, str]:
         try:
             table = az.summary(idata, var_names=names, hdi_prob=HDI_PROB)
             table.to_csv(tables_dir / f"{name}_summary.csv")
-        except Exception as error:  # noqa: BLE001 - a failed table is reported on the page
+        except Exception as error:
             log.exception("table of %s failed", name)
             failures[name] = f"{type(error).__name__}: {error}"
     return failures
@@ -781,15 +916,17 @@ def published_rows(data: ReportData) -> list[dict]:
         if key not in published:
             continue
         value, uncertainty = published[key]
-        rows.append({
-            "label": f"D, {PHASE_LABELS[phase]}",
-            "published": value,
-            "uncertainty": uncertainty,
-            "d_max": d_max.get(phase),
-            "d_max_inside": _inside(value, d_max.get(phase)),
-            "d": d.get(phase),
-            "d_inside": _inside(value, d.get(phase)),
-        })
+        rows.append(
+            {
+                "label": f"D, {PHASE_LABELS[phase]}",
+                "published": value,
+                "uncertainty": uncertainty,
+                "d_max": d_max.get(phase),
+                "d_max_inside": _inside(value, d_max.get(phase)),
+                "d": d.get(phase),
+                "d_inside": _inside(value, d.get(phase)),
+            }
+        )
     if "D_pooled" in published:
         value, uncertainty = published["D_pooled"]
         pooled = None
@@ -798,15 +935,17 @@ def published_rows(data: ReportData) -> list[dict]:
             from analysis.results import posterior_summary
 
             pooled = posterior_summary(data.idata["fss_single_D"].posterior["D"].sel(phase="pre").values)
-        rows.append({
-            "label": "D, pooled before and after",
-            "published": value,
-            "uncertainty": uncertainty,
-            "d_max": None,
-            "d_max_inside": None,
-            "d": pooled,
-            "d_inside": _inside(value, pooled),
-        })
+        rows.append(
+            {
+                "label": "D, pooled before and after",
+                "published": value,
+                "uncertainty": uncertainty,
+                "d_max": None,
+                "d_max_inside": None,
+                "d": pooled,
+                "d_inside": _inside(value, pooled),
+            }
+        )
     return rows
 
 
@@ -817,8 +956,13 @@ def gamma_rows(data: ReportData) -> list[dict]:
         return []
     value, uncertainty = published
     return [
-        {"label": PHASE_LABELS.get(p, p), "published": value, "uncertainty": uncertainty, "gamma": gamma[p],
-         "inside": _inside(value, gamma[p])}
+        {
+            "label": PHASE_LABELS.get(p, p),
+            "published": value,
+            "uncertainty": uncertainty,
+            "gamma": gamma[p],
+            "inside": _inside(value, gamma[p]),
+        }
         for p in _phases_in(gamma)
     ]
 
@@ -838,7 +982,7 @@ def _versions() -> dict[str, str]:
 
 def format_number(value, digits: int = 3) -> str:
     """Format a number with ``digits`` decimals, or "n/a" where summary.json has null."""
-    if value is None:
+    if value is None or isinstance(value, jinja2.Undefined):
         return "n/a"
     return f"{float(value):.{digits}f}"
 
@@ -847,7 +991,7 @@ def build_environment() -> jinja2.Environment:
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATE.parent)),
         autoescape=True,
-        undefined=jinja2.StrictUndefined,
+        undefined=jinja2.ChainableUndefined,  # summaries of external files lack many keys
         trim_blocks=True,
         lstrip_blocks=True,
     )
@@ -893,7 +1037,10 @@ def render_report(report_dir: Path) -> Path:
         "config_toml": summary.get("data_gen_config") or "",
         "sampler": summary.get("sampler") or {},
         "options": summary.get("options") or {},
-        "package_versions": {**(summary.get("package_versions") or {}), **{f"{k} (report)": v for k, v in _versions().items()}},
+        "package_versions": {
+            **(summary.get("package_versions") or {}),
+            **{f"{k} (report)": v for k, v in _versions().items()},
+        },
         "command": summary.get("command") or "",
         "wall_seconds": summary.get("wall_seconds") or {},
         "render_command": "python -m analysis.report " + str(report_dir),
@@ -903,8 +1050,13 @@ def render_report(report_dir: Path) -> Path:
     temporary = path.with_suffix(".html.tmp")
     temporary.write_text(html, encoding="utf-8")
     temporary.replace(path)
-    log.info("wrote %s (%d figures, %d left out) in %.1f s", path, sum(f["uri"] is not None for f in figures),
-             sum(f["uri"] is None for f in figures), time.perf_counter() - started)
+    log.info(
+        "wrote %s (%d figures, %d left out) in %.1f s",
+        path,
+        sum(f["uri"] is not None for f in figures),
+        sum(f["uri"] is None for f in figures),
+        time.perf_counter() - started,
+    )
     return path
 
 
@@ -914,8 +1066,12 @@ def main(argv: list[str] | None = None) -> int:
         description="Render a fit_phases report folder as summary.html with figures and tables.",
     )
     parser.add_argument("report_dir", type=Path, help="folder written by python -m analysis.fit_phases --out")
-    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-                        help="logging level (default: INFO)")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="logging level (default: INFO)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

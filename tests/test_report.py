@@ -196,8 +196,11 @@ def test_failing_figure_leaves_note(fitted, monkeypatch, tmp_path):
         raise RuntimeError("deliberate failure in a test")
 
     kept = {"d_of_t", "tau_vs_n", "topology"}
-    specs = [spec if spec.name != "tau_vs_n" else report.FigureSpec(spec.name, spec.title, spec.caption, broken)
-             for spec in report.FIGURES if spec.name in kept]
+    specs = [
+        spec if spec.name != "tau_vs_n" else report.FigureSpec(spec.name, spec.title, spec.caption, broken)
+        for spec in report.FIGURES
+        if spec.name in kept
+    ]
     monkeypatch.setattr(report, "figure_specs", lambda data: specs)
     path = report.render_report(folder)
 
@@ -244,3 +247,17 @@ def test_missing_input_file_leaves_note(fitted, monkeypatch, tmp_path):
 
 def test_cli_rejects_folder_without_summary(tmp_path):
     assert report.main([str(tmp_path)]) == 2
+
+
+def test_minimal_summary_renders(tmp_path):
+    summary = {
+        "D": {"all": {"mean": 1.0, "sd": 0.1, "hdi_low": 0.8, "hdi_high": 1.2}},
+        "input": {"path": str(tmp_path / "absent.nc"), "kind": "external"},
+    }
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    path = report.render_report(tmp_path)
+
+    verdict = verdict_of(path)
+    assert "1.000 (94% HDI 0.800 to 1.200)" in verdict
+    assert "P(D_post > D_pre) = n/a" in verdict
+    assert "Not shown:" in path.read_text(encoding="utf-8")
