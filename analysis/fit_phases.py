@@ -183,7 +183,12 @@ def main(argv: list[str] | None = None) -> int:
     path = write_json(out / "summary.json", summary)
     if failed:
         log.warning("convergence checks failed for: %s (see summary.json 'diagnostics')", ", ".join(failed))
-    log.info("end: wrote %s in %.0f s", path, summary["wall_seconds"]["total"])
+    log.info("wrote %s in %.0f s", path, summary["wall_seconds"]["total"])
+
+    from analysis.report import render_report
+
+    page = render_report(out)
+    log.info("end: report at %s", page)
     return 0
 
 

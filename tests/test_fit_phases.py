@@ -45,7 +45,8 @@ def test_smoke_end_to_end(smoke_file, tmp_path):
     out = tmp_path / "report"
     result = fit_phases(str(smoke_file), "--out", str(out), "--quick")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"end: wrote {out / 'summary.json'}" in result.stderr
+    assert f"wrote {out / 'summary.json'}" in result.stderr
+    assert f"end: report at {out / 'summary.html'}" in result.stderr
 
     summary = json.loads((out / "summary.json").read_text())
     for estimator in ("D", "D_max", "gamma"):
