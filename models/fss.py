@@ -141,19 +141,30 @@ def scale_mean_precision(groups: GroupData) -> np.ndarray:
     return se
 
 
-def centred_residuals(groups: GroupData, basis: np.ndarray) -> np.ndarray:
+def centred_phases(groups: GroupData) -> np.ndarray:
+    """Phases whose scale residuals are sampled centred: those whose data pin the scale means down."""
+    return scale_mean_precision(groups) < CENTRED_BELOW
+
+
+def centred_residuals(groups: GroupData, basis: np.ndarray, phases: np.ndarray | None = None) -> np.ndarray:
     """Which scale residuals (phase, residual) to sample centred.
 
-    Centred where the phase's data pin the scale means down tightly; non-centred
-    elsewhere, and always for residual directions without data (a scale left out),
-    which only the prior informs.
+    ``phases`` (default: ``centred_phases(groups)``) marks the centred phases. Residual
+    directions without data (a scale left out) are always non-centred, because only the
+    prior informs them.
     """
     informed = np.abs(basis).sum(axis=1) > 0
-    return (scale_mean_precision(groups) < CENTRED_BELOW)[:, None] & informed
+    phases = centred_phases(groups) if phases is None else phases
+    return phases[:, None] & informed
 
 
-def model_data(groups: GroupData) -> dict[str, np.ndarray]:
-    """Values of the model's pm.Data containers; pass them to ``Sampler.sample(data=...)`` to refit."""
+def model_data(groups: GroupData, centred: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Values of the model's pm.Data containers; pass them to ``Sampler.sample(data=...)`` to refit.
+
+    ``centred`` fixes which phases are sampled centred. Refits on part of the data should
+    pass the full fit's ``centred_phases``: a subset near the threshold of
+    ``CENTRED_BELOW`` can otherwise flip to the form that samples worse.
+    """
     x = groups.log_n - groups.log_n.mean()
     within = np.flatnonzero(groups.count > 1)
     basis = residual_basis(groups.log_n, groups.scale, groups.phase, len(groups.phases))
@@ -165,7 +176,7 @@ def model_data(groups: GroupData) -> dict[str, np.ndarray]:
         "group_scale": groups.scale.astype(np.int64),
         "within_group": within.astype(np.int64),
         "within_sum_sq": groups.sum_sq[within].astype(float),
-        "centred": centred_residuals(groups, basis),
+        "centred": centred_residuals(groups, basis, centred),
         "residual_basis": basis,
     }
 
