@@ -267,8 +267,17 @@ class Stages:
         idata = fit_dynamics(mean, se, self.data.log_n, centres, self.options.sampler)
         self._check("dynamics", idata, var_names=_sampled(idata))
         self._save("dynamics", idata, {"bin_width": self.options.bin_width})
-        crossing = crossing_time(idata, centres).values
-        self.summary["crossing"] = {**posterior_summary(crossing), "p_no_crossing": float(np.isnan(crossing).mean())}
+        # The published D(t) crosses 1 upwards at grokking; report the direction the data favour.
+        by_direction = {}
+        for direction in ("up", "down"):
+            crossing = crossing_time(idata, centres, direction=direction).values
+            by_direction[direction] = {
+                **posterior_summary(crossing),
+                "p_no_crossing": float(np.isnan(crossing).mean()),
+            }
+        favoured = min(by_direction, key=lambda d: by_direction[d]["p_no_crossing"])
+        self.summary["crossing"] = {**by_direction[favoured], "direction": favoured}
+        self.summary["crossing_by_direction"] = by_direction
         self.summary["D_t"] = {
             "bin_centres": centres.tolist(),
             "D": [posterior_summary(idata.posterior["D"].isel(bin=b).values) for b in range(len(centres))],

@@ -363,9 +363,9 @@ def figure_d_of_t(data: ReportData):
             crossing["hdi_high"],
             color=PHASE_COLOURS["post"],
             alpha=0.12,
-            label="crossing time, 94% HDI",
+            label=f"{'downward' if crossing.get('direction') == 'down' else 'upward'} crossing, 94% HDI",
         )
-        ax.axvline(crossing["mean"], color=PHASE_COLOURS["post"], lw=1.0, label="crossing time, mean")
+        ax.axvline(crossing["mean"], color=PHASE_COLOURS["post"], lw=1.0, label="crossing, posterior mean")
     ax.set_xlabel("epoch - tau (epochs, bin centres)")
     ax.set_ylabel("scaling exponent D (dimensionless)")
     ax.legend(fontsize=7)

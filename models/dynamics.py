@@ -225,8 +225,12 @@ def fit_dynamics(
     return idata
 
 
-def crossing_time(idata: az.InferenceData, bin_centres: ArrayLike, level: float = 1.0) -> xr.DataArray:
+def crossing_time(
+    idata: az.InferenceData, bin_centres: ArrayLike, level: float = 1.0, direction: str = "up"
+) -> xr.DataArray:
     """Compute, per posterior draw, the aligned time at which D(t) first crosses ``level`` upwards.
+
+    With ``direction="down"`` the same holds for the first downward crossing.
 
     The crossing lies between the first pair of adjacent bins with D < ``level`` at the
     earlier bin and D >= ``level`` at the later one, and its time is interpolated
@@ -264,7 +268,12 @@ def crossing_time(idata: az.InferenceData, bin_centres: ArrayLike, level: float 
     if (np.diff(centres) <= 0).any():
         raise ValueError(f"bin_centres must be strictly increasing; got {centres.tolist()}.")
 
-    values = D.values
+    if direction not in ("up", "down"):
+        raise ValueError(f"direction must be 'up' or 'down'; got {direction!r}.")
+    # A downward crossing of level is an upward crossing of -level by -D.
+    sign = 1.0 if direction == "up" else -1.0
+    values = sign * D.values
+    level = sign * level
     below = values < level
     upward = below[..., :-1] & ~below[..., 1:]  # interval k runs from bin k to bin k + 1
     crossed = upward.any(axis=-1)
