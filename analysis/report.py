@@ -486,7 +486,7 @@ def figure_exponent_posteriors(data: ReportData):
     for model, variable in (("fss_D", "D"), ("fss_D_plugin", "D"), ("fss_D_max", "D_max")):
         if model in data.idata:
             if variable == "D" and any(v == "D" for _, v, _ in sources):
-                continue  # fss_D (tau propagated) is the headline; the plug-in fit only stands in for it
+                continue  # fss_D (tau propagated) is the headline; the plug-in fit is used only when it is missing
             sources.append((model, variable, data.idata[model]))
     if not sources and not data.bootstrap:
         raise FigureUnavailable("no fss_D, fss_D_plugin or fss_D_max file and no bootstrap slopes")

@@ -57,7 +57,7 @@ class ShardStats:
 
 
 def plan_shards(config: ExperimentConfig) -> list[Shard]:
-    """All shards of an experiment, in the order the merged file lists them."""
+    """List all shards of an experiment, in the order the merged file lists them."""
     block = config.sweep.seeds_per_shard
     runs = range(config.training.seeds)
     return [
@@ -165,7 +165,7 @@ def compute_shard(config: ExperimentConfig, shard: Shard, folder: Path) -> Shard
 
 
 def is_complete(path: Path, config: ExperimentConfig, shard: Shard) -> tuple[bool, str]:
-    """Whether a shard file on disk can be reused, and why not if it cannot."""
+    """Check whether a shard file on disk can be reused; return the answer and the reason."""
     if not path.exists():
         return False, "missing"
     try:
@@ -206,7 +206,7 @@ def _run_pending(pending: list[Shard], config: ExperimentConfig, folder: Path, c
 
 @contextlib.contextmanager
 def dask_client(workers: int | None, scheduler: str | None):
-    """A Dask client on a new loopback LocalCluster, on an existing scheduler, or None (in-process)."""
+    """Yield a Dask client on a new loopback LocalCluster or an existing scheduler, or None (in-process)."""
     if not workers and not scheduler:
         yield None
         return
@@ -270,7 +270,7 @@ def file_attributes(config: ExperimentConfig) -> dict[str, str]:
 
 
 def summarise(training: xr.Dataset, avalanches: xr.Dataset) -> str:
-    """One line: runs, fraction grokked per scale, snapshots probed and invalid snapshots."""
+    """Summarise a run in one line: runs, fraction grokked per scale, snapshots probed, invalid snapshots."""
     grokked = (training["grok_epoch"] >= 0).mean("seed").values
     per_scale = ", ".join(f"h={h}: {fraction:.2f}" for h, fraction in zip(training["h"].values, grokked, strict=True))
     invalid = int((avalanches["valid"] == 0).sum())
