@@ -793,7 +793,7 @@ FIGURES: list[FigureSpec] = [
 
 
 def figure_specs(data: ReportData) -> list[FigureSpec]:
-    """The fixed figures, then trace, energy, posterior predictive and Pareto-k plots per model present."""
+    """List the fixed figures, then trace, energy, posterior predictive and Pareto-k plots per model present."""
     specs = list(FIGURES)
     for name in MODELS:
         if name not in data.idata:

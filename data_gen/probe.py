@@ -210,7 +210,7 @@ def _relax_batch(snapshots, permutation, indptr, indices, threshold, alpha, max_
     n_clusters = np.zeros(n_batch, np.int64)
     cluster_buffer = np.zeros((n_batch if record_clusters else 0, n_nodes), np.int64)
 
-    # Each chunk of snapshots reuses one set of work arrays; a snapshot's result does not
+    # Each chunk of snapshots reuses one set of work arrays. A snapshot's result does not
     # depend on its chunk, so the output does not depend on the number of threads.
     for chunk in numba.prange(n_chunks):
         scratch = _new_scratch(n_nodes)

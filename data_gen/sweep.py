@@ -165,7 +165,7 @@ def compute_shard(config: ExperimentConfig, shard: Shard, folder: Path) -> Shard
 
 
 def is_complete(path: Path, config: ExperimentConfig, shard: Shard) -> tuple[bool, str]:
-    """Check whether a shard file on disk can be reused; return the answer and the reason."""
+    """Check whether a shard file on disk can be reused; return that flag and the reason."""
     if not path.exists():
         return False, "missing"
     try:

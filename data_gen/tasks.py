@@ -65,7 +65,7 @@ def get_task(name: str) -> Task:
 
 @register_task("xor")
 def xor() -> Task:
-    """The four patterns of {0, 1}^2 labelled x1 xor x2; evaluation uses the same four."""
+    """Build XOR: the four patterns of {0, 1}^2 labelled x1 xor x2, evaluated on the same four."""
     inputs = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
     targets = torch.tensor([0.0, 1.0, 1.0, 0.0], dtype=torch.float64)
     return Task("xor", inputs, targets, inputs, targets)

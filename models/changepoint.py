@@ -547,7 +547,7 @@ def _predictive_series(y, config, tau_index, rng):
     pre_level, pre_sd = _sample_level(config, pre_params, pre_side, level, rng)
     post_level, post_sd = _sample_level(config, post_params, post_side, level, rng)
 
-    # Compact dtypes keep the stored draws small: the smallest signed integer that holds n_trials,
+    # Compact dtypes keep the stored draws small: the smallest signed integer that fits n_trials,
     # int32 for Poisson counts and float32 for Gaussian values.
     is_post = np.arange(n_epochs) >= tau_index[..., None]
     level_at_epoch = np.where(is_post, post_level[..., None], pre_level[..., None])

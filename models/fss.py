@@ -147,7 +147,7 @@ def centred_phases(groups: GroupData) -> np.ndarray:
 
 
 def centred_residuals(groups: GroupData, basis: np.ndarray, phases: np.ndarray | None = None) -> np.ndarray:
-    """Which scale residuals (phase, residual) to sample centred.
+    """Mark the scale residuals (phase, residual) to sample centred.
 
     ``phases`` (default: ``centred_phases(groups)``) marks the centred phases. Residual
     directions without data (a scale left out) are always non-centred, because only the
