@@ -34,9 +34,11 @@ matplotlib.use("Agg")  # the report only writes files; no display is needed
 import arviz as az
 import jinja2
 import matplotlib.pyplot as plt
+import matplotlib.ticker as mticker
 import numpy as np
 import seaborn as sns
 
+from analysis.report_calibration import calibration_context
 from analysis.results import load_idata
 
 log = logging.getLogger(__name__)
@@ -57,7 +59,9 @@ PHASE_LABELS = {"pre": "before grokking", "post": "after grokking", "synthetic":
 # Okabe-Ito colours, distinguishable with the common colour-vision deficiencies; one per phase everywhere.
 PHASE_COLOURS = {"pre": "#0072B2", "post": "#D55E00", "synthetic": "#009E73", "all": "#000000"}
 NEUTRAL = "#555555"
-DPI = 200
+DPI = 200  # files in figures/, for print
+INLINE_DPI = 110  # PNGs inside summary.html, small enough to mail
+CSS_DPI = 96  # CSS pixels per inch
 HDI_PROB = 0.94
 NO_TRANSITION = -1
 TEMPLATE = Path(__file__).with_name("templates") / "summary.html.j2"
@@ -398,6 +402,11 @@ def _ccdf_panels(data: ReportData, collapse: bool):
             ax.step(values, exceed, where="post", color=colours[index], lw=1.1, label=f"N = {int(n)}")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        # Label 1, 2 and 5 times each power of ten in plain numbers: matplotlib's own labels
+        # of minor ticks collide on axes that span less than a decade.
+        ax.xaxis.set_major_locator(mticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(mticker.FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.xaxis.set_minor_formatter(mticker.NullFormatter())
         title = PHASE_LABELS[name]
         if collapse:
             title += f", D = {exponents[name]['mean']:.3f}"
@@ -617,13 +626,47 @@ def make_energy(name: str) -> Callable:
     return draw
 
 
+def _changepoint_ppc(idata: az.InferenceData):
+    """Mean training accuracy per epoch of the predicted runs: observed against predictive draws.
+
+    A density of accuracy values would mix epochs before and after grokking; the curve over
+    epochs is what the changepoint model has to reproduce.
+    """
+    predicted = idata.posterior_predictive["y"]
+    runs = predicted["run"].values if "run" in predicted.coords else np.arange(predicted.sizes["ppc_run"])
+    observed = idata.observed_data["y"].sel(run=runs)
+    config = idata.attrs.get("changepoint_config", "{}")
+    config = json.loads(config) if isinstance(config, str) else dict(config)
+    n_trials = float(config.get("n_trials") or 1)
+    curves = predicted.mean("ppc_run").stack(sample=("chain", "draw")).values / n_trials
+    epochs = predicted["epoch"].values
+    low, high = np.quantile(curves, [(1 - HDI_PROB) / 2, (1 + HDI_PROB) / 2], axis=1)
+    fig, ax = plt.subplots(figsize=(6.0, 3.2))
+    ax.fill_between(epochs, low, high, color=PHASE_COLOURS["pre"], alpha=0.3, lw=0, label="posterior predictive, 94% interval")
+    ax.plot(epochs, np.median(curves, axis=1), color=PHASE_COLOURS["pre"], lw=1, label="posterior predictive, median")
+    ax.plot(epochs, observed.mean("run").values / n_trials, color="black", lw=1.2, label="observed")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean training accuracy (fraction)")
+    ax.set_title(f"{len(runs)} runs", fontsize=9)
+    ax.legend(loc="lower right")
+    return fig
+
+
 def make_ppc(name: str) -> Callable:
     def draw(data: ReportData):
         idata = data.model(name)
         if "posterior_predictive" not in idata.groups():
             raise FigureUnavailable(f"{name}.nc has no posterior_predictive group")
-        variable = "group" if "group" in idata.posterior_predictive.data_vars else None
+        if name == "changepoint":
+            return _changepoint_ppc(idata)
+        predicted = list(idata.posterior_predictive.data_vars)
+        variable = "group" if "group" in predicted else predicted[0]
         axes = az.plot_ppc(idata, var_names=variable, num_pp_samples=50, random_seed=0, figsize=(5, 3.2))
+        # Heavy-tailed predictive draws (Student-t) can stretch the axis far past the data.
+        low, high = np.nanquantile(idata.observed_data[variable].values, [0.0, 1.0])
+        margin = 0.5 * (high - low) if high > low else 1.0
+        for ax in np.ravel(axes):
+            ax.set_xlim(low - margin, high + margin)
         return _figure_of(axes)
 
     return draw
@@ -635,12 +678,24 @@ def make_pareto_k(name: str) -> Callable:
         if "log_likelihood" not in idata.groups():
             raise FigureUnavailable(f"{name}.nc has no log_likelihood group")
         variable = "group" if "group" in idata.log_likelihood.data_vars else next(iter(idata.log_likelihood.data_vars))
+        target = idata
+        label = f"observation of '{variable}'"
+        has_within = "constant_data" in idata.groups() and "within_group" in idata.constant_data
+        if has_within and {"group", "within"} <= set(idata.log_likelihood.data_vars):
+            # A run-phase group's likelihood is its mean term plus its within-run term, as in
+            # the LOO of summary.json; the k values are for that sum.
+            total = idata.log_likelihood["group"].copy()
+            within = idata.log_likelihood["within"].values
+            np.add.at(total.values, (..., idata.constant_data["within_group"].values.astype(int)), within)
+            posterior = idata.posterior.sel(draw=total["draw"])  # the draws the log-likelihood was computed on
+            target = az.InferenceData(log_likelihood=total.to_dataset(name="group"), posterior=posterior)
+            label = "run-phase group (mean and within-run terms)"
         with warnings.catch_warnings():
             # High k values trigger a UserWarning per model; the plot itself shows them.
             warnings.simplefilter("ignore", UserWarning)
-            loo = az.loo(idata, pointwise=True, var_name=variable)
+            loo = az.loo(target, pointwise=True, var_name=variable)
         ax = az.plot_khat(loo, figsize=(5, 3.0), show_hlines=True)
-        ax.set_title(f"PSIS-LOO Pareto k per observation of '{variable}'")
+        ax.set_title(f"PSIS-LOO Pareto k per {label}")
         return _figure_of(ax)
 
     return draw
@@ -662,7 +717,10 @@ def figure_exponent_hdi(data: ReportData):
             ref_val=1.0,
             ax=row[: data.idata[model].posterior[variable].sizes["phase"]],
             textsize=7,
+            round_to=4,
         )
+        for ax in row:
+            ax.xaxis.set_major_locator(mticker.MaxNLocator(4))
     fig.tight_layout()
     return fig
 
@@ -681,11 +739,12 @@ def figure_forest(data: ReportData):
     ]
     if not chosen:
         raise FigureUnavailable("no scaling-exponent file")
-    fig, axes = plt.subplots(1, len(chosen), figsize=(2.6 * len(chosen), 2.8), squeeze=False, sharex=True)
-    for ax, (model, variable) in zip(axes[0], chosen):
-        az.plot_forest(data.idata[model], var_names=[variable], combined=True, hdi_prob=HDI_PROB, ax=ax, textsize=7)
+    fig, axes = plt.subplots(len(chosen), 1, figsize=(6.5, 1.5 * len(chosen)), squeeze=False, sharex=True)
+    for ax, (model, variable) in zip(axes[:, 0], chosen):
+        az.plot_forest(data.idata[model], var_names=[variable], combined=True, hdi_prob=HDI_PROB, ax=ax, textsize=9)
         ax.axvline(1.0, color=NEUTRAL, lw=0.8, ls=":")
-        ax.set_title(model, fontsize=8)
+        ax.set_title(f"{model}: {variable}", fontsize=9, loc="left")
+    axes[-1, 0].set_xlabel("exponent (dimensionless)")
     fig.tight_layout()
     return fig
 
@@ -831,17 +890,25 @@ def figure_specs(data: ReportData) -> list[FigureSpec]:
     return specs
 
 
-def _encode(fig, path_stem: Path, vector: bool) -> str:
-    """Save ``fig`` as PNG (and SVG when ``vector``) and return the data URI to embed."""
+def _encode(fig, path_stem: Path, vector: bool) -> tuple[str, int]:
+    """Save ``fig`` as PNG (and SVG when ``vector``); return the data URI to embed and its CSS width.
+
+    The files keep print resolution; the page embeds the SVG, or a PNG at INLINE_DPI. The
+    width (in CSS pixels, 96 per inch) is the figure's own, so every figure on the page
+    shows at the same scale whatever its format.
+    """
     png = io.BytesIO()
     fig.savefig(png, format="png", dpi=DPI, bbox_inches="tight")
     path_stem.with_suffix(".png").write_bytes(png.getvalue())
+    width = round(int.from_bytes(png.getvalue()[16:20], "big") / DPI * CSS_DPI)
     if vector:
         svg = io.BytesIO()
         fig.savefig(svg, format="svg", bbox_inches="tight", metadata={"Date": None})
         path_stem.with_suffix(".svg").write_bytes(svg.getvalue())
-        return "data:image/svg+xml;base64," + base64.b64encode(svg.getvalue()).decode("ascii")
-    return "data:image/png;base64," + base64.b64encode(png.getvalue()).decode("ascii")
+        return "data:image/svg+xml;base64," + base64.b64encode(svg.getvalue()).decode("ascii"), width
+    inline = io.BytesIO()
+    fig.savefig(inline, format="png", dpi=INLINE_DPI, bbox_inches="tight")
+    return "data:image/png;base64," + base64.b64encode(inline.getvalue()).decode("ascii"), width
 
 
 def render_figures(data: ReportData, figures_dir: Path) -> list[dict]:
@@ -855,13 +922,14 @@ def render_figures(data: ReportData, figures_dir: Path) -> list[dict]:
                 "caption": spec.caption,
                 "section": spec.section,
                 "uri": None,
+                "width": None,
                 "note": None,
             }
             started = time.perf_counter()
             try:
                 fig = spec.draw(data)
                 try:
-                    entry["uri"] = _encode(fig, figures_dir / spec.name, spec.vector)
+                    entry["uri"], entry["width"] = _encode(fig, figures_dir / spec.name, spec.vector)
                 finally:
                     plt.close(fig)
             except FigureUnavailable as reason:
@@ -1044,6 +1112,7 @@ def render_report(report_dir: Path) -> Path:
         "command": summary.get("command") or "",
         "wall_seconds": summary.get("wall_seconds") or {},
         "render_command": "python -m analysis.report " + str(report_dir),
+        "calibration": calibration_context(report_dir),
     }
     html = build_environment().get_template(TEMPLATE.name).render(**context)
     path = report_dir / "summary.html"

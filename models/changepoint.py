@@ -20,6 +20,7 @@ import json
 from dataclasses import dataclass
 
 import arviz as az
+import numba
 import numpy as np
 import pymc as pm
 import pytensor
@@ -28,7 +29,7 @@ import xarray as xr
 from scipy import special
 
 from models.diagnostics import HDI_PROB
-from models.sampling import Sampler, SamplerSettings
+from models.sampling import STORED_VALUES, Sampler, SamplerSettings
 
 LIKELIHOODS = ("binomial", "gaussian", "poisson")
 DIRECTIONS = ("above", "below")
@@ -44,7 +45,7 @@ PPC_MAX_DRAWS = 200  # chains x draws kept in posterior_predictive
 LOG_FLOOR = float(np.log(np.finfo(float).smallest_subnormal))
 
 # Elements per array in the per-draw post-processing, which keeps each array near 40 MB.
-_CHUNK_ELEMENTS = 5_000_000
+_FLOOR = 1e-300  # lower bound of a run's sum over j relative to its peak; see _summed_log_likelihood
 
 
 @dataclass(frozen=True)
@@ -425,9 +426,9 @@ def build_model(table: np.ndarray, log_n: np.ndarray, scale_index: np.ndarray, c
     Returns
     -------
     pm.Model
-        With ``pm.Data`` containers ``log_marginal`` (run, tau_value), ``log_n`` (scale)
-        and ``scale_index`` (run). Coordinate ``tau_value`` is 0..T-1 then -1 for no
-        transition.
+        With ``pm.Data`` containers ``scaled_marginal`` (exp of the table less each row's
+        maximum, rows sorted by scale) and ``log_n`` (scale). Coordinate ``tau_value`` is
+        0..T-1 then -1 for no transition.
     """
     table = np.asarray(table, dtype=float)
     if table.ndim != 2 or table.shape[0] < 1 or table.shape[1] < 3:
@@ -439,9 +440,7 @@ def build_model(table: np.ndarray, log_n: np.ndarray, scale_index: np.ndarray, c
     coords = _model_coords(table.shape[0], log_n.size, n_epochs, coords)
 
     with pm.Model(coords=coords) as model:
-        table_data = pm.Data("log_marginal", table, dims=("run", "tau_value"))
         log_n_data = pm.Data("log_n", log_n, dims="scale")
-        index_data = pm.Data("scale_index", scale_index, dims="run")
         x = log_n_data - log_n_data.mean()
 
         mu = pm.Normal("mu", mu=np.log(n_epochs / 4), sigma=1.5)
@@ -453,17 +452,70 @@ def build_model(table: np.ndarray, log_n: np.ndarray, scale_index: np.ndarray, c
         pm.Deterministic("median_tau", pt.exp(mu + beta * x), dims="scale")
 
         log_prior = _log_tau_prior(mu, beta, sigma, weights, x, n_epochs)
-        run_log_lik = pm.math.logsumexp(table_data + log_prior[index_data], axis=1)
-        pm.Potential("run_log_likelihood", run_log_lik.sum())
+        pm.Potential("run_log_likelihood", _summed_log_likelihood(table, scale_index, log_prior, log_n.size))
     return model
+
+
+def _summed_log_likelihood(table: np.ndarray, scale_index: np.ndarray, log_prior, n_scales: int):
+    r"""Return :math:`\sum_r \log \sum_j \exp(L_{rj} + \log P_{s(r)}(j))` with one matrix product per scale.
+
+    Both terms are shifted by their row maxima, :math:`L_{rj} = m_r + \log A_{rj}` and
+    :math:`\log P_s(j) = M_s + \log q_{sj}`, so the sum becomes
+    :math:`\sum_r [m_r + M_{s(r)} + \log (A q_{s(r)})_r]`: a matrix-vector product per
+    scale, with ``A`` computed once from the data, and no exponential of the table at each
+    gradient. A run's row has ``A_{rj} = 1`` at its own peak, so its product is at least
+    :math:`q_{s j^*_r}` and underflows only where the prior at the run's likelihood peak is
+    over 700 nats below the prior's own peak. There the term is floored at ``log(1e-300)``
+    instead of going to minus infinity; elsewhere the sum is exact to rounding.
+    """
+    order = np.argsort(scale_index, kind="stable")
+    peak = table.max(axis=1)
+    scaled = pm.Data("scaled_marginal", np.exp(table[order] - peak[order, None]))  # runs sorted by scale
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(scale_index, minlength=n_scales))])
+    counts = np.diff(bounds)
+
+    prior_peak = pt.max(log_prior, axis=1)  # (scale,)
+    relative = pt.exp(log_prior - prior_peak[:, None])  # (scale, T + 1), at most 1
+    total = peak.sum() + pt.dot(prior_peak, counts.astype(float))
+    for s in np.flatnonzero(counts):
+        total += pt.log(pt.dot(scaled[bounds[s] : bounds[s + 1]], relative[s]) + _FLOOR).sum()
+    return total
+
+
+@numba.njit(parallel=True, cache=True)
+def _draw_tau(scaled, scale_index, relative, uniform, tau_out, total_out):  # pragma: no cover - compiled
+    """For each draw d and run r: total = sum_j A_rj q_dsj and the inverse-CDF draw of j at uniform[d, r]."""
+    n_draws = relative.shape[0]
+    n_runs, n_values = scaled.shape
+    for r in numba.prange(n_runs):
+        s = scale_index[r]
+        for d in range(n_draws):
+            total = 0.0
+            for j in range(n_values):
+                total += scaled[r, j] * relative[d, s, j]
+            total += _FLOOR
+            total_out[d, r] = total
+            target = uniform[d, r] * total
+            running = 0.0
+            chosen = n_values - 1  # guards against a running sum that stops just below the target
+            for j in range(n_values):
+                running += scaled[r, j] * relative[d, s, j]
+                if running >= target:
+                    chosen = j
+                    break
+            tau_out[d, r] = chosen
 
 
 def _tau_posterior(table, x, scale_index, posterior, rng):
     """Return per-run P(j) averaged over draws, one tau index per run and draw, and per-run log-likelihoods.
 
-    For each draw, P(j | y_r) is the softmax over j of table[r] + log P_{s(r)}(j).
+    For each draw, P(j | y_r) is proportional to A_rj q_s(r)j, the table and the prior over
+    tau each shifted by their row maxima as in ``_summed_log_likelihood``. Tau indices are
+    int16 (T is at most 32,766), so thousands of runs and draws stay small in memory.
     """
     n_runs, n_values = table.shape
+    if n_values > np.iinfo(np.int16).max:
+        raise ValueError(f"Series of {n_values - 1} epochs are too long; at most 32,766 are supported.")
     mu, beta, sigma = pt.vector("mu"), pt.vector("beta"), pt.vector("sigma")
     weights, x_var = pt.matrix("weights"), pt.vector("x")
     # FAST_COMPILE runs the graph through numpy and scipy, which is quick for these few large arrays.
@@ -473,28 +525,27 @@ def _tau_posterior(table, x, scale_index, posterior, rng):
         mode="FAST_COMPILE",
     )
     n_chains, n_draws = posterior.sizes["chain"], posterior.sizes["draw"]
-    scalars = [posterior[name].values.reshape(n_chains * n_draws) for name in ("mu", "beta", "sigma")]
-    weight_draws = posterior["mixture_weights"].values.reshape(n_chains * n_draws, len(COMPONENTS))
+    n_total = n_chains * n_draws
+    scalars = [posterior[name].values.reshape(n_total) for name in ("mu", "beta", "sigma")]
+    weight_draws = posterior["mixture_weights"].values.reshape(n_total, len(COMPONENTS))
     log_prior = log_prior_fn(*scalars, weight_draws, x)  # (draw, scale, j)
+    prior_peak = log_prior.max(axis=-1)  # (draw, scale)
+    relative = np.exp(log_prior - prior_peak[..., None])
+    peak = table.max(axis=1)
+    scaled = np.exp(table - peak[:, None])
+    scale_index = np.ascontiguousarray(scale_index, dtype=np.int64)
 
-    probability = np.zeros((n_runs, n_values))
-    tau_index = np.empty((n_chains * n_draws, n_runs), dtype=np.int64)
-    log_lik = np.empty((n_chains * n_draws, n_runs))
-    chunk = max(1, _CHUNK_ELEMENTS // (n_runs * n_values))
-    for start in range(0, n_chains * n_draws, chunk):
-        rows = slice(start, start + chunk)
-        log_post = table[None] + log_prior[rows][:, scale_index]  # (chunk, run, j)
-        peak = log_post.max(axis=-1, keepdims=True)
-        weight = np.exp(log_post - peak)
-        total = weight.sum(axis=-1, keepdims=True)
-        log_lik[rows] = (peak + np.log(total))[..., 0]
-        weight /= total
-        probability += weight.sum(axis=0)
-        uniform = rng.random(weight.shape[:-1] + (1,))
-        index = (np.cumsum(weight, axis=-1) < uniform).sum(axis=-1)
-        tau_index[rows] = np.minimum(index, n_values - 1)  # guards against a cumulative sum just below 1
+    tau_index = np.empty((n_total, n_runs), dtype=np.int16)
+    totals = np.empty((n_total, n_runs))
+    _draw_tau(scaled, scale_index, np.ascontiguousarray(relative), rng.random((n_total, n_runs)), tau_index, totals)
+    log_lik = peak[None, :] + prior_peak[:, scale_index] + np.log(totals)
 
-    probability /= n_chains * n_draws
+    # P(j | y_r) averaged over draws is A_rj * sum_d q_dsj / total_dr: one matrix product per scale.
+    probability = np.empty((n_runs, n_values))
+    for s in np.unique(scale_index):
+        rows = np.flatnonzero(scale_index == s)
+        probability[rows] = scaled[rows] * ((1.0 / totals[:, rows]).T @ relative[:, s, :])
+    probability /= n_total
     shape = (n_chains, n_draws, n_runs)
     return probability, tau_index.reshape(shape), log_lik.reshape(shape)
 
@@ -594,7 +645,8 @@ def fit_changepoints(
         run with -1 for no transition), ``sample_stats``, ``observed_data`` (``y``: run,
         epoch), ``constant_data`` (``log_marginal``, ``log_n``, ``scale_index``),
         ``log_likelihood`` (``y``: each run's log p(y_r | hyperparameters), chain, draw,
-        run), ``posterior_predictive`` and ``changepoint`` (``tau_probability``: P(tau)
+        run; evenly spaced draws only where runs x draws pass ``STORED_VALUES``),
+        ``posterior_predictive`` and ``changepoint`` (``tau_probability``: P(tau)
         of each run averaged over draws, dims run, tau_value). ``posterior_predictive``
         contains simulated series ``y`` for at most 64 runs, evenly spaced over the runs,
         and at most 200 draws in all, evenly spaced within each chain, to keep files
@@ -633,6 +685,10 @@ def fit_changepoints(
     ppc_draws = np.unique(np.linspace(0, n_draws - 1, kept).round().astype(int))
     simulated = _predictive_series(y[ppc_runs], config, tau_index[:, ppc_draws][..., ppc_runs], ppc_rng)
 
+    # Thousands of runs times thousands of draws: keep evenly spaced draws, as models.sampling.complete does.
+    log_lik_per_chain = max(1, min(n_draws, STORED_VALUES // (n_chains * y.shape[0])))
+    log_lik_draws = np.unique(np.linspace(0, n_draws - 1, log_lik_per_chain).round().astype(int))
+
     dataset = xr.Dataset
     epoch_coords = {"run": run_coords, "epoch": labels["epoch"]}
     idata.add_groups(
@@ -645,7 +701,10 @@ def fit_changepoints(
             },
             coords={"run": run_coords, "scale": labels["scale"], "tau_value": labels["tau_value"]},
         ),
-        log_likelihood=dataset({"y": (("chain", "draw", "run"), log_lik)}, coords=run_dims),
+        log_likelihood=dataset(
+            {"y": (("chain", "draw", "run"), log_lik[:, log_lik_draws])},
+            coords={**run_dims, "draw": chain_draw["draw"][log_lik_draws]},
+        ),
         posterior_predictive=dataset(
             {"y": (("chain", "draw", "ppc_run", "epoch"), simulated)},
             coords={

@@ -20,6 +20,7 @@ import xarray as xr
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "nutpie", "pymc")
+STORED_VALUES = 12_000_000  # maximum values per variable in log_likelihood and posterior_predictive (96 MB)
 
 
 @dataclass(frozen=True)
@@ -50,15 +51,22 @@ class Sampler:
         self._compiled = None
 
     def sample(
-        self, data: dict[str, np.ndarray] | None = None, seed: int | None = None, target_accept: float | None = None
+        self,
+        data: dict[str, np.ndarray] | None = None,
+        seed: int | None = None,
+        target_accept: float | None = None,
+        draws: int | None = None,
+        tune: int | None = None,
     ) -> az.InferenceData:
         """Draw from the posterior, after replacing the named ``pm.Data`` values by ``data``.
 
-        ``seed`` and ``target_accept`` override the settings for this call only.
+        ``seed``, ``target_accept``, ``draws`` and ``tune`` override the settings for this call only.
         """
         s = self.settings
         seed = s.seed if seed is None else seed
         target_accept = s.target_accept if target_accept is None else target_accept
+        draws = s.draws if draws is None else draws
+        tune = s.tune if tune is None else tune
         cores = s.cores or min(s.chains, os.cpu_count() or 1)
         if self.backend == "nutpie":
             import nutpie
@@ -68,8 +76,8 @@ class Sampler:
             compiled = self._compiled.with_data(**data) if data else self._compiled
             return nutpie.sample(
                 compiled,
-                draws=s.draws,
-                tune=s.tune,
+                draws=draws,
+                tune=tune,
                 chains=s.chains,
                 cores=cores,
                 seed=seed,
@@ -82,8 +90,8 @@ class Sampler:
             if data:
                 pm.set_data(data)
             return pm.sample(
-                draws=s.draws,
-                tune=s.tune,
+                draws=draws,
+                tune=tune,
                 chains=s.chains,
                 cores=cores,
                 random_seed=seed,
@@ -98,18 +106,42 @@ def complete(
 ) -> az.InferenceData:
     """Add log_likelihood, posterior_predictive and observed_data groups computed from ``model``.
 
-    Posterior predictive sampling also adds observed_data for every observed variable.
+    Posterior predictive sampling also adds observed_data for every observed variable. Where
+    observations times draws pass STORED_VALUES, both groups use evenly spaced draws of
+    each chain, so their ``draw`` coordinate is a subset of the posterior's.
     """
     if "constant_data" not in idata.groups():
         # PyMC resamples every variable downstream of data it cannot compare with the trace;
         # recording the data used keeps posterior predictive draws on the fitted parameters.
         idata.add_groups(constant_data=_data_values(model))
+    thinned = _thinned(idata, model)
     with model:
         if log_likelihood:
-            pm.compute_log_likelihood(idata, extend_inferencedata=True, progressbar=False)
+            pm.compute_log_likelihood(thinned, extend_inferencedata=True, progressbar=False)
         if predictive:
-            pm.sample_posterior_predictive(idata, extend_inferencedata=True, random_seed=seed, progressbar=False)
+            pm.sample_posterior_predictive(thinned, extend_inferencedata=True, random_seed=seed, progressbar=False)
+    if thinned is not idata:
+        idata.add_groups({name: thinned[name] for name in thinned.groups() if name not in idata.groups()})
     return idata
+
+
+def _thinned(idata: az.InferenceData, model: pm.Model) -> az.InferenceData:
+    """Return ``idata`` or, when a draw-level group would pass STORED_VALUES, a copy on evenly spaced draws.
+
+    Thousands of runs times thousands of draws make log-likelihood and predictive groups
+    of gigabytes. A few hundred draws per chain still suffice for PSIS-LOO and for the
+    predictive plots. The copy shares constant_data, so predictions stay on the data used.
+    """
+    observations = max((int(model.rvs_to_values[rv].eval().size) for rv in model.observed_RVs), default=0)
+    n_chains, n_draws = idata.posterior.sizes["chain"], idata.posterior.sizes["draw"]
+    draws_per_chain = max(1, STORED_VALUES // max(1, observations * n_chains))
+    if draws_per_chain >= n_draws:
+        return idata
+    draws = np.unique(np.linspace(0, n_draws - 1, draws_per_chain).round().astype(int))
+    groups = {"posterior": idata.posterior.isel(draw=draws)}
+    if "constant_data" in idata.groups():
+        groups["constant_data"] = idata.constant_data
+    return az.InferenceData(**groups)
 
 
 def _data_values(model: pm.Model) -> xr.Dataset:

@@ -12,6 +12,7 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 import pytest
+import xarray as xr
 from pytensor.graph.replace import graph_replace
 from scipy import integrate, special, stats
 
@@ -20,6 +21,7 @@ from models.changepoint import (
     ChangepointConfig,
     _log_tau_prior,
     _predictive_series,
+    _tau_posterior,
     build_model,
     fit_changepoints,
     log_marginal_table,
@@ -226,6 +228,36 @@ def test_model_potential_matches_numpy():
     expected = special.logsumexp(table + log_prior[scale_index], axis=1).sum()
     np.testing.assert_allclose(potential, expected, rtol=1e-9)
     assert {v.name for v in model.free_RVs} == {"mu", "beta", "sigma", "mixture_weights"}
+
+
+def test_tau_posterior_matches_softmax_per_draw():
+    rng = np.random.default_rng(5)
+    y = rng.binomial(4, 0.7, size=(6, 30))
+    table = log_marginal_table(y, ChangepointConfig(n_trials=4))
+    scale_index = np.array([0, 0, 1, 1, 2, 2])
+    x = LOG_N[:3] - LOG_N[:3].mean()
+    draws = {
+        "mu": np.array([[2.5, 2.0, 3.1]]),
+        "beta": np.array([[0.3, -0.2, 0.0]]),
+        "sigma": np.array([[0.8, 0.3, 1.5]]),
+        "mixture_weights": np.array([[[0.2, 0.3, 0.5], [0.05, 0.05, 0.9], [0.4, 0.1, 0.5]]]),
+    }
+    posterior = xr.Dataset({k: (("chain", "draw", *(("component",) if v.ndim == 3 else ())), v) for k, v in draws.items()})
+    probability, tau_index, log_lik = _tau_posterior(table, x, scale_index, posterior, np.random.default_rng(0))
+
+    expected_probability = np.zeros_like(table)
+    for d in range(3):
+        log_prior = log_tau_prior_reference(
+            draws["mu"][0, d], draws["beta"][0, d], draws["sigma"][0, d], draws["mixture_weights"][0, d], x, 30
+        )
+        joint = table + log_prior[scale_index]
+        expected_log_lik = special.logsumexp(joint, axis=1)
+        np.testing.assert_allclose(log_lik[0, d], expected_log_lik, rtol=1e-9)
+        expected_probability += np.exp(joint - expected_log_lik[:, None]) / 3
+    np.testing.assert_allclose(probability, expected_probability, atol=1e-12)
+    assert tau_index.dtype == np.int16
+    assert tau_index.min() >= 0
+    assert tau_index.max() <= 30
 
 
 # --- recorded outcomes of a small fit ---------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -11,6 +12,7 @@ import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
+import headless
 import pytest
 
 from analysis import report
@@ -132,6 +134,25 @@ def test_report_images_are_data_uris(rendered):
             assert content.startswith(PNG_SIGNATURE)
         else:
             assert b"<svg" in content[:2000]
+
+
+def test_page_renders_in_headless_chromium(rendered, tmp_path):
+    """The page loads offline in a real browser: no console errors, no request leaves the file, every image decodes."""
+    binary = headless.find_chromium()
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("Chromium is not installed; .ci/run installs Debian's chromium package for this test.")
+        pytest.skip("Chromium is not installed (Debian: apt-get install chromium)")
+    visit = headless.visit(binary, rendered)
+    screenshot = tmp_path / "summary.png"
+    screenshot.write_bytes(visit.screenshot)
+    assert visit.screenshot.startswith(PNG_SIGNATURE), f"no screenshot; see {screenshot}"
+    assert visit.console_errors == [], visit.console_errors
+    outside = [url for url in visit.requests if not url.startswith(("file:", "data:"))]
+    assert outside == [], outside
+    assert len(visit.images) == len(parse(rendered).images)
+    blank = [image for image in visit.images if not (image["complete"] and image["naturalWidth"] > 0)]
+    assert blank == [], blank
 
 
 def test_report_has_no_external_links_or_scripts(rendered):
