@@ -3,8 +3,8 @@
     python bench/bench_changepoint.py [--seeds 1000] [--repeats 50]
 
 Builds the (runs, T + 1) table of simulated accuracy series with 300 epochs at the eight
-default scales, then times the gradient of the summed log-likelihood over the
-hyperparameters, compiled with PyTensor's numba backend (the one nutpie uses), in two forms:
+default scales. It then times the gradient of the summed log-likelihood over the
+hyperparameters in two forms, both compiled with PyTensor's numba backend, which nutpie uses:
 
 - ``models.changepoint.build_model``: one matrix-vector product per scale against a table
   exponentiated once;
