@@ -156,9 +156,9 @@ class Stages:
         return {phase: posterior_summary(values.sel(phase=phase).values) for phase in phases}
 
     def _fit_groups(self, name: str, groups: GroupData, exponent_name: str, **model_options):
-        model = build_model(groups, exponent_name=exponent_name, **model_options)
-        sampler = Sampler(model, self.options.sampler)
-        idata = complete(sampler.sample(), model, seed=self.options.sampler.seed)
+        sampler = Sampler(build_model(groups, exponent_name=exponent_name, **model_options), self.options.sampler)
+        pointwise = build_model(groups, exponent_name=exponent_name, pointwise=True, **model_options)
+        idata = complete(sampler.sample(), pointwise, seed=self.options.sampler.seed)
         self._check(name, idata, var_names=_sampled(idata))
         self._save(name, idata, {"exponent": exponent_name, "phases": list(groups.phases), **model_options})
         return idata, sampler
@@ -341,7 +341,22 @@ class Stages:
         idata = fit_gini_lag(lag[keep], self.data.run_scale[keep], len(self.data.n_params), self.options.sampler)
         self._check("gini_lag", idata, var_names=_sampled(idata))
         self._save("gini_lag", idata, {"window": self.options.gini_window})
-        self.summary["gini_lag"] = {**posterior_summary(idata.posterior["mu"].values), "n_runs": int(keep.sum())}
+        # A maximum on the window's edge means the Gini peak may lie outside the window.
+        at_edge = int((np.abs(lag[keep]) >= self.options.gini_window).sum())
+        if at_edge:
+            log.warning(
+                "Gini lag: %d of %d runs peak on the edge of the +-%d-epoch window, so their true peak may "
+                "lie outside it (summary.json gini_lag.n_at_window_edge)",
+                at_edge,
+                int(keep.sum()),
+                self.options.gini_window,
+            )
+        self.summary["gini_lag"] = {
+            **posterior_summary(idata.posterior["mu"].values),
+            "n_runs": int(keep.sum()),
+            "window": self.options.gini_window,
+            "n_at_window_edge": at_edge,
+        }
 
 
 def _sampled(idata: az.InferenceData) -> list[str]:

@@ -223,7 +223,9 @@ class FssCase:
             phase=np.tile(np.arange(len(PHASES)), run_scale.size),
             log_n=log_n,
         )
-        self.model = build_fss_model(self.placeholder)
+        # Data are simulated from the form with one observed within-run term per group, and
+        # fitted with the production form, which sums those terms per cell.
+        self.model = build_fss_model(self.placeholder, pointwise=True)
         self._sampler: Sampler | None = None
 
     def data_shape(self) -> dict:
@@ -288,7 +290,7 @@ class FssCase:
     def fit(self, replicate: Replicate, seed: int) -> Fit:
         """Refit as the pipeline refits D, with the centring that ``model_data`` chooses for these data."""
         if self._sampler is None:
-            self._sampler = Sampler(self.model, self.settings)
+            self._sampler = Sampler(build_fss_model(self.placeholder), self.settings)
         idata = self._sampler.sample(data=model_data(replicate.data), seed=seed)
         diagnostics = diagnose(idata, var_names=_sampled(idata))
         return Fit(self._values(idata.posterior, (Ellipsis,)), diagnostics)

@@ -13,6 +13,7 @@ import json
 import arviz as az
 import numpy as np
 import pymc as pm
+import pytensor.tensor as pt
 from numpy.typing import ArrayLike
 
 from models._inputs import as_float_array, require_finite
@@ -109,13 +110,36 @@ def _check_inputs(lag: ArrayLike, scale_index: ArrayLike, n_scales: int) -> tupl
     return lag, index.astype(np.int64), int(n_scales)
 
 
+CENTRED_SE_RATIO = 0.1  # centre a scale mean whose standard error is below this share of the spread
+
+
+def centred_scales(lag: np.ndarray, scale_index: np.ndarray, n_scales: int) -> np.ndarray:
+    """Mark the scales whose mean lag the data pin down tightly enough to sample centred.
+
+    The lags are heavy-tailed, so the standard error of a scale's mean comes from the
+    scaled median absolute deviation of its lags. The spread is the standard deviation
+    of the per-scale medians. Scales with fewer than two runs stay non-centred.
+    """
+    centred = np.zeros(n_scales, dtype=bool)
+    counts = np.bincount(scale_index, minlength=n_scales)
+    present = np.flatnonzero(counts >= 2)
+    if len(present) < 2:
+        return centred
+    medians = np.array([np.median(lag[scale_index == s]) for s in present])
+    spread = medians.std(ddof=1)
+    for s, median in zip(present, medians):
+        robust_sd = 1.4826 * np.median(np.abs(lag[scale_index == s] - median))
+        centred[s] = robust_sd / np.sqrt(counts[s]) < CENTRED_SE_RATIO * spread
+    return centred
+
+
 def build_gini_lag_model(lag: ArrayLike, scale_index: ArrayLike, n_scales: int) -> pm.Model:
     r"""Build the Student-t model of the Gini peak lag with partially pooled per-scale means.
 
     .. math::
 
         \mathrm{lag}_r &\sim \mathrm{StudentT}(\nu,\ \mu_{s(r)},\ \sigma) \\
-        \mu_s &= \mu + \omega z_s, \qquad z_s \sim \mathrm{Normal}(0, 1) \\
+        \mu_s &\sim \mathrm{Normal}(\mu, \omega) \\
         \mu &\sim \mathrm{Normal}(0, 50), \quad
         \omega \sim \mathrm{HalfNormal}(20), \quad
         \sigma \sim \mathrm{HalfNormal}(50), \quad
@@ -123,6 +147,11 @@ def build_gini_lag_model(lag: ArrayLike, scale_index: ArrayLike, n_scales: int) 
 
     Lags and the location and scale priors are in epochs. Gamma(2, 0.1) has mean 20,
     so the prior allows heavy tails but favours near-normal scatter.
+
+    A scale's mean is sampled centred where its runs pin it down far more tightly than
+    the spread of the scale means (`centred_scales`), and non-centred elsewhere. At
+    1000 runs per scale the non-centred form needed about 400 leapfrog steps per draw;
+    at a few runs per scale the centred form diverges.
 
     Parameters
     ----------
@@ -138,8 +167,8 @@ def build_gini_lag_model(lag: ArrayLike, scale_index: ArrayLike, n_scales: int) 
     -------
     pymc.Model
         Dims ``run`` (0 .. R-1) and ``scale`` (0 .. n_scales-1). The observed
-        variable is ``lag`` over ``run``; ``mu_scale`` is a deterministic over
-        ``scale``, and ``mu_sd`` is omega.
+        variable is ``lag`` over ``run``. The per-scale means ``mu_scale`` are
+        over ``scale``, and ``mu_sd`` is omega.
 
     Raises
     ------
@@ -154,8 +183,9 @@ def build_gini_lag_model(lag: ArrayLike, scale_index: ArrayLike, n_scales: int) 
 
         mu = pm.Normal("mu", 0.0, MU_SD)
         mu_sd = pm.HalfNormal("mu_sd", sigma=MU_SD_SCALE)
-        mu_z = pm.Normal("mu_z", 0.0, 1.0, dims="scale")
-        mu_scale = pm.Deterministic("mu_scale", mu + mu_sd * mu_z, dims="scale")
+        centred = pm.Data("centred", centred_scales(lag, index, n_scales), dims="scale")
+        free = pm.Normal("mu_scale_free", pt.switch(centred, mu, 0.0), pt.switch(centred, mu_sd, 1.0), dims="scale")
+        mu_scale = pm.Deterministic("mu_scale", pt.switch(centred, free, mu + mu_sd * free), dims="scale")
 
         sigma = pm.HalfNormal("sigma", sigma=SIGMA_SCALE)
         nu = pm.Gamma("nu", alpha=NU_ALPHA, beta=NU_BETA)

@@ -60,7 +60,9 @@ class Sampler:
     ) -> az.InferenceData:
         """Draw from the posterior, after replacing the named ``pm.Data`` values by ``data``.
 
-        ``seed``, ``target_accept``, ``draws`` and ``tune`` override the settings for this call only.
+        Entries of ``data`` for containers that the log density does not read are ignored,
+        so one dict can serve several forms of a model. ``seed``, ``target_accept``,
+        ``draws`` and ``tune`` override the settings for this call only.
         """
         s = self.settings
         seed = s.seed if seed is None else seed
@@ -73,6 +75,7 @@ class Sampler:
 
             if self._compiled is None:
                 self._compiled = nutpie.compile_pymc_model(self.model)
+            data = {name: value for name, value in (data or {}).items() if name in self._compiled.shared_data}
             compiled = self._compiled.with_data(**data) if data else self._compiled
             return nutpie.sample(
                 compiled,
@@ -87,6 +90,8 @@ class Sampler:
             )
 
         with self.model:
+            names = {variable.name for variable in self.model.data_vars}
+            data = {name: value for name, value in (data or {}).items() if name in names}
             if data:
                 pm.set_data(data)
             return pm.sample(

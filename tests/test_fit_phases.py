@@ -66,6 +66,9 @@ def test_smoke_end_to_end(smoke_file, tmp_path):
     for name, check in summary["diagnostics"].items():
         assert set(check) >= {"rhat_max", "ess_bulk_min", "ess_tail_min", "divergences", "ebfmi_min", "passed"}, name
     assert len(summary["leave_one_scale_out"]) == 3
+    gini_lag = summary["gini_lag"]
+    assert gini_lag["window"] == 60
+    assert 0 <= gini_lag["n_at_window_edge"] <= gini_lag["n_runs"]
 
     idata = load_idata(out / "fss_D_plugin.nc")
     for group in ("posterior", "sample_stats", "observed_data", "posterior_predictive", "log_likelihood"):

@@ -79,6 +79,24 @@ def test_equal_exponents_not_separated():
     assert 0.1 <= p <= 0.9, f"P(D_post > D_pre) = {p:.3f} with equal true exponents"
 
 
+def test_cell_sums_match_pointwise_density():
+    data, _, tau = simulate_records(seed=6, n_seeds=4, epochs=120)
+    groups = typical_size_groups(data, split_phases(data, tau))
+    summed, pointwise = build_model(groups), build_model(groups, pointwise=True)
+    assert [v.name for v in summed.free_RVs] == [v.name for v in pointwise.free_RVs]
+
+    rng = np.random.default_rng(0)
+    start = summed.initial_point()
+    points = [{name: value + rng.normal(0, 0.3, np.shape(value)) for name, value in start.items()} for _ in range(3)]
+    logps = {name: model.compile_logp() for name, model in (("summed", summed), ("pointwise", pointwise))}
+    grads = {name: model.compile_dlogp() for name, model in (("summed", summed), ("pointwise", pointwise))}
+    offsets = [logps["pointwise"](point) - logps["summed"](point) for point in points]
+    # The forms differ by terms without parameters only: the same constant at every point.
+    np.testing.assert_allclose(offsets, offsets[0], rtol=0, atol=1e-6)
+    for point in points:
+        np.testing.assert_allclose(grads["summed"](point), grads["pointwise"](point), rtol=1e-9, atol=1e-8)
+
+
 def test_refit_on_new_data_without_rebuild():
     data, truth, tau = simulate_records(seed=5, n_seeds=6, epochs=120)
     groups = typical_size_groups(data, split_phases(data, tau))

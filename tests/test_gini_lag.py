@@ -29,7 +29,7 @@ def simulate(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def fit():
     lag, scale_index, mu_scale = simulate()
-    idata = fit_gini_lag(lag, scale_index, N_SCALES, SamplerSettings(draws=1000, tune=1000, chains=2, seed=0))
+    idata = fit_gini_lag(lag, scale_index, N_SCALES, SamplerSettings(draws=1000, tune=1000, chains=4, seed=0))
     return idata, mu_scale
 
 
