@@ -81,8 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="short chains, 2 tau draws and 1,000 bootstrap resamples, for a first look in about a "
-        "minute; convergence checks will usually fail",
+        help="short chains, 2 tau draws and 1,000 bootstrap resamples, for a first look in a couple "
+        "of minutes; convergence checks will usually fail",
     )
     parser.add_argument(
         "--log-level",
