@@ -79,6 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-leave-one-scale-out", action="store_true", help="skip the leave-one-scale-out refits")
     parser.add_argument(
+        "--gini-window",
+        type=int,
+        default=FitOptions.gini_window,
+        metavar="EPOCHS",
+        help=f"half-width in epochs of the window around tau searched for the Gini peak (default: "
+        f"{FitOptions.gini_window})",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="short chains, 2 tau draws and 1,000 bootstrap resamples, for a first look in a couple "
@@ -97,7 +105,12 @@ def options_from(args: argparse.Namespace) -> FitOptions:
     sampler = SamplerSettings(
         draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed, backend=args.sampler
     )
-    options = FitOptions(sampler=sampler, tau_draws=args.tau_draws, leave_one_scale_out=not args.no_leave_one_scale_out)
+    options = FitOptions(
+        sampler=sampler,
+        tau_draws=args.tau_draws,
+        gini_window=args.gini_window,
+        leave_one_scale_out=not args.no_leave_one_scale_out,
+    )
     if args.quick:
         quick = {k: v for k, v in QUICK.items() if getattr(args, k) == getattr(SamplerSettings(), k)}
         options = dataclasses.replace(
@@ -112,7 +125,13 @@ def options_from(args: argparse.Namespace) -> FitOptions:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for name, value in (("--draws", args.draws), ("--tune", args.tune), ("--chains", args.chains)):
+    positive = (
+        ("--draws", args.draws),
+        ("--tune", args.tune),
+        ("--chains", args.chains),
+        ("--gini-window", args.gini_window),
+    )
+    for name, value in positive:
         if value < 1:
             log.error("%s %d is invalid; give a positive number.", name, value)
             return 2

@@ -346,7 +346,7 @@ class Stages:
         if at_edge:
             log.warning(
                 "Gini lag: %d of %d runs peak on the edge of the +-%d-epoch window, so their true peak may "
-                "lie outside it (summary.json gini_lag.n_at_window_edge)",
+                "lie outside it; widen the window with --gini-window",
                 at_edge,
                 int(keep.sum()),
                 self.options.gini_window,

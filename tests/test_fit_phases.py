@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from analysis.fit_phases import build_parser, options_from
 from analysis.inputs import InputError, load_input
+from analysis.pipeline import FitOptions
 from analysis.results import load_idata
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -127,3 +129,17 @@ def test_corrupt_input_named(tmp_path):
     path.write_bytes(b"not netcdf")
     with pytest.raises(InputError, match=r"corrupt\.nc: not a readable NetCDF-4 file"):
         load_input(path)
+
+
+def test_gini_window_option_reaches_fit():
+    args = build_parser().parse_args(["data.nc", "--gini-window", "90"])
+    assert options_from(args).gini_window == 90
+    default = build_parser().parse_args(["data.nc"])
+    assert options_from(default).gini_window == FitOptions.gini_window
+
+
+def test_gini_window_below_one_rejected(tmp_path):
+    result = fit_phases(str(tmp_path / "absent.nc"), "--gini-window", "0", "--out", str(tmp_path / "r"))
+    assert result.returncode == 2
+    assert "--gini-window 0 is invalid" in result.stderr
+    assert not (tmp_path / "r").exists()
