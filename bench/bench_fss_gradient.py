@@ -1,4 +1,4 @@
-"""Gradient cost of the scaling model in three forms, at the paper preset's size.
+"""Gradient cost of the scaling model in three forms, at the size of configs/paper.toml.
 
     python bench/bench_fss_gradient.py [--seeds 1000] [--repeats 200]
 

@@ -161,9 +161,9 @@ def centred_residuals(groups: GroupData, basis: np.ndarray, phases: np.ndarray |
 def model_data(groups: GroupData, centred: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Values of the model's pm.Data containers; pass them to ``Sampler.sample(data=...)`` to refit.
 
-    Holds the containers of both forms of ``build_model``; ``Sampler.sample`` passes on
-    those that the compiled model reads. ``centred`` fixes which phases are sampled
-    centred. Refits on part of the data should pass the full fit's ``centred_phases``:
+    The dict contains the containers of both forms of ``build_model``, and
+    ``Sampler.sample`` passes on only those that the compiled model reads. ``centred``
+    fixes which phases are sampled centred. Refits on part of the data should pass the full fit's ``centred_phases``:
     a subset near the threshold of ``CENTRED_BELOW`` can otherwise flip to the form
     that samples worse.
     """
@@ -231,7 +231,7 @@ def build_model(
     unchanged and makes gradients cheaper at thousands of runs
     (``bench/bench_fss_gradient.py``). Pass
     ``pointwise=True`` for the form with one observed ``within`` term per group,
-    which pointwise log-likelihoods (LOO) and predictive draws need; both forms have
+    which pointwise log-likelihoods (LOO) and predictive draws need. Both forms have
     the same free variables, so either one reads the other's posterior.
     """
     n_scales = len(groups.log_n)

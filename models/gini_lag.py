@@ -160,9 +160,9 @@ def build_gini_lag_model(lag: ArrayLike, scale_index: ArrayLike, n_scales: int) 
     for rounded (and window-censored) lags would remove this.
 
     A scale's mean is sampled centred where its runs pin it down far more tightly than
-    the scale means spread (`centred_scales`), and non-centred elsewhere. At 1000 runs
-    per scale the non-centred form needed about 400 leapfrog steps per draw. With 16
-    runs of wide scatter per scale, the centred form diverged.
+    the spread of the scale means (`centred_scales`), and non-centred elsewhere. At
+    1000 runs per scale the non-centred form needed about 400 leapfrog steps per draw.
+    With 16 runs of wide scatter per scale, the centred form diverged.
 
     Parameters
     ----------

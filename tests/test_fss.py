@@ -91,7 +91,7 @@ def test_cell_sums_match_pointwise_density():
     logps = {name: model.compile_logp() for name, model in (("summed", summed), ("pointwise", pointwise))}
     grads = {name: model.compile_dlogp() for name, model in (("summed", summed), ("pointwise", pointwise))}
     offsets = [logps["pointwise"](point) - logps["summed"](point) for point in points]
-    # The forms differ by terms without parameters only: the same constant at every point.
+    # The forms differ only by terms without parameters, so the offset is the same at every point.
     np.testing.assert_allclose(offsets, offsets[0], rtol=0, atol=1e-6)
     for point in points:
         np.testing.assert_allclose(grads["summed"](point), grads["pointwise"](point), rtol=1e-9, atol=1e-8)
